@@ -1,0 +1,36 @@
+"""s2sr: Sentinel-2 super-resolution of the 20 m and 60 m bands to 10 m with the DSen2 networks.
+
+    >>> import s2sr
+    >>> sr = s2sr.superresolve(b10, b20, b60, level="L2A")      # arrays in, arrays out
+    >>> s2sr.superresolve_product("S2B_MSIL2A_....SAFE", "out.tif", aoi=[13.3, 52.4, 13.5, 52.6])
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import SuperResolved, superresolve  # noqa: E402
+from .errors import (  # noqa: E402
+    AoiError,
+    InputParametersError,
+    NoInputError,
+    NoOutputError,
+    ProductError,
+    S2srError,
+    WeightsError,
+)
+from .pipeline import superresolve_product  # noqa: E402
+
+__all__ = [
+    "AoiError",
+    "InputParametersError",
+    "NoInputError",
+    "NoOutputError",
+    "ProductError",
+    "S2srError",
+    "SuperResolved",
+    "WeightsError",
+    "__version__",
+    "superresolve",
+    "superresolve_product",
+]

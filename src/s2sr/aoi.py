@@ -1,0 +1,88 @@
+"""Areas of interest: WGS84 bbox or GeoJSON geometry -> product CRS -> a 60 m-aligned window and a mask."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import AoiError
+from .tiling import Window, align_outward
+
+
+def geometry_from_bbox(bbox: Sequence[float]) -> Any:
+    """A WGS84 polygon from ``[west, south, east, north]``."""
+    from shapely.geometry import box
+
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        raise AoiError(f"bbox must be [west, south, east, north] in degrees, got {bbox!r}")
+    try:
+        west, south, east, north = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise AoiError(f"bbox must hold four numbers, got {bbox!r}") from None
+    if not all(math.isfinite(v) for v in (west, south, east, north)):
+        raise AoiError(f"bbox must hold finite numbers, got {bbox!r}")
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise AoiError(
+            f"bbox {bbox!r} is not [west, south, east, north] with west < east and south < north in degrees"
+        )
+    return box(west, south, east, north)
+
+
+def geometry_from_geojson(obj: Any, name: str = "geometry") -> Any:
+    """A WGS84 (Multi)Polygon from a GeoJSON geometry, Feature or FeatureCollection of one feature."""
+    from shapely.geometry import shape
+
+    if isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
+        features = obj.get("features") or []
+        if len(features) != 1:
+            raise AoiError(f"{name}: a FeatureCollection must hold exactly one feature, it holds {len(features)}")
+        obj = features[0]
+    if isinstance(obj, dict) and obj.get("type") == "Feature":
+        obj = obj.get("geometry")
+    try:
+        geom = shape(obj)
+    except Exception as exc:  # shapely raises several types for malformed GeoJSON
+        raise AoiError(f"{name} is not a GeoJSON geometry ({exc}); give a Polygon or MultiPolygon") from None
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise AoiError(f"{name} is a {geom.geom_type}; give a Polygon or MultiPolygon (an area)")
+    if geom.is_empty or not geom.is_valid:
+        raise AoiError(f"{name} is empty or self-intersecting; give a valid polygon")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+        raise AoiError(f"{name} has coordinates outside longitude/latitude ranges; give WGS84 degrees")
+    return geom
+
+
+def to_crs(geom: Any, crs: Any) -> Any:
+    """Reproject a WGS84 geometry, densified first so its edges stay true in the target projection."""
+    import shapely
+    from pyproj import CRS, Transformer
+
+    transformer = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(crs), always_xy=True)
+    dense = shapely.segmentize(geom, 0.001)
+    return shapely.ops.transform(transformer.transform, dense)
+
+
+def aoi_window(geom: Any, transform: Any, raster: Window, product: str = "product") -> Window:
+    """The 60 m-aligned window of the 10 m grid that covers ``geom`` (in the product CRS), inside the raster."""
+    minx, miny, maxx, maxy = geom.bounds
+    inv = ~transform
+    cols, rows = zip(*(inv * (x, y) for x, y in ((minx, maxy), (maxx, miny))))
+    row0, row1 = math.floor(min(rows)), math.ceil(max(rows))
+    col0, col1 = math.floor(min(cols)), math.ceil(max(cols))
+    window = align_outward(Window(row0, col0, max(1, row1 - row0), max(1, col1 - col0))).intersection(raster)
+    if window is None:
+        raise AoiError(f"the AOI does not intersect {product}; give an AOI inside the product's footprint")
+    return window
+
+
+def inside_mask(geom: Any, transform: Any, window: Window) -> np.ndarray:
+    """True for the pixels of ``window`` that the AOI touches."""
+    from affine import Affine
+    from rasterio.features import geometry_mask
+
+    win_transform = transform * Affine.translation(window.col, window.row)
+    return geometry_mask([geom], (window.height, window.width), win_transform, all_touched=True, invert=True)

@@ -1,0 +1,75 @@
+"""The array API: super-resolve DN stacks held in memory, tile by tile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .bands import BANDS_10M, BANDS_20M, BANDS_60M
+from .inference import BandGroup, check_level, load_nets, superresolve_tile
+from .tiling import Window, tile_grid
+
+DEFAULT_ARRAY_TILE = 504
+
+
+class SuperResolved(NamedTuple):
+    """Super-resolved bands on the 10 m grid: B5,B6,B7,B8A,B11,B12 and (optionally) B1,B9."""
+
+    b20: np.ndarray
+    b60: np.ndarray | None
+
+
+def _check_shapes(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None) -> tuple[int, int]:
+    if b10.ndim != 3 or b10.shape[0] != len(BANDS_10M):
+        raise ValueError(f"b10 must have shape (4, H, W) for {','.join(BANDS_10M)}, got {b10.shape}")
+    _, h, w = b10.shape
+    if h < 6 or w < 6 or h % 6 or w % 6:
+        raise ValueError(f"H and W must be multiples of 6 (at least 6), got {h} x {w}; crop or pad the arrays")
+    if b20.shape != (len(BANDS_20M), h // 2, w // 2):
+        raise ValueError(f"b20 must have shape (6, {h // 2}, {w // 2}) for {','.join(BANDS_20M)}, got {b20.shape}")
+    if b60 is not None and b60.shape != (len(BANDS_60M), h // 6, w // 6):
+        raise ValueError(f"b60 must have shape (2, {h // 6}, {w // 6}) for {','.join(BANDS_60M)}, got {b60.shape}")
+    return h, w
+
+
+def superresolve(
+    b10: np.ndarray,
+    b20: np.ndarray,
+    b60: np.ndarray | None = None,
+    *,
+    level: str = "L2A",
+    tile_size: int = DEFAULT_ARRAY_TILE,
+    weights_dir: Path | None = None,
+) -> SuperResolved:
+    """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
+
+    Inputs are DN = reflectance x 10000 without offset: ``b10`` (4, H, W) B2,B3,B4,B8; ``b20`` (6, H/2, W/2)
+    B5,B6,B7,B8A,B11,B12; ``b60`` (2, H/6, W/6) B1,B9. DN 0 is nodata and stays 0 in the output.
+    Returns float32 arrays (6, H, W) and (2, H, W) (None without ``b60``). Work goes tile by tile, so
+    memory beyond the inputs and outputs is bounded by ``tile_size``.
+    """
+    b10, b20 = np.asarray(b10), np.asarray(b20)
+    b60 = None if b60 is None else np.asarray(b60)
+    h, w = _check_shapes(b10, b20, b60)
+    check_level(level)
+    nets = load_nets(level, b60 is not None, weights_dir)
+    raster = Window(0, 0, h, w)
+
+    def read(window: Window):
+        def group(a, f):
+            rows, cols = window.scaled(f).slices()
+            return BandGroup.from_dn(a[:, rows, cols])
+
+        return group(b10, 1), group(b20, 2), None if b60 is None else group(b60, 6)
+
+    out20 = np.zeros((len(BANDS_20M), h, w), np.float32)
+    out60 = None if b60 is None else np.zeros((len(BANDS_60M), h, w), np.float32)
+    for tile in tile_grid(raster, tile_size):
+        result = superresolve_tile(nets, read, raster, tile)
+        rows, cols = tile.slices()
+        out20[:, rows, cols] = np.where(result.valid, result.b20, 0)
+        if out60 is not None:
+            out60[:, rows, cols] = np.where(result.valid, result.b60, 0)
+    return SuperResolved(out20, out60)

@@ -1,0 +1,86 @@
+"""The product metadata document, ``MTD_MSIL1C.xml`` or ``MTD_MSIL2A.xml``.
+
+Only what radiometry needs: level, processing baseline, quantification value, per-band additive offsets
+(baseline 04.00 and later) and the special values. XML with a DTD is refused, so no entity is ever expanded.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from .bands import BANDS
+from .errors import ProductError
+
+
+@dataclass(frozen=True)
+class ProductMetadata:
+    """Radiometric facts of one product. ``offsets`` maps band name to the additive DN offset."""
+
+    level: str  # "L1C" or "L2A"
+    baseline: str  # e.g. "04.00"; "" when the document does not say
+    quantification: float
+    offsets: dict[str, float]
+    product_uri: str = ""
+
+    def offset(self, band: str) -> float:
+        return self.offsets.get(band, 0.0)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_xml(data: bytes, source: str) -> ET.Element:
+    """Parse an XML document, refusing DTDs (and with them any entity expansion)."""
+    head = data[:4096].upper()
+    if b"<!DOCTYPE" in head or b"<!ENTITY" in data.upper():
+        raise ProductError(f"{source}: XML with a DTD or entities is not accepted")
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ProductError(f"{source}: not well-formed XML ({exc})") from exc
+
+
+def _first_text(root: ET.Element, *names: str) -> str | None:
+    for el in root.iter():
+        if _local(el.tag) in names and el.text and el.text.strip():
+            return el.text.strip()
+    return None
+
+
+def parse_product_metadata(data: bytes, source: str) -> ProductMetadata:
+    """Read level, baseline, quantification and offsets from an MTD_MSIL1C/MTD_MSIL2A document."""
+    root = parse_xml(data, source)
+    root_name = _local(root.tag)
+    level_text = _first_text(root, "PROCESSING_LEVEL") or root_name
+    if "2A" in level_text or "Level-2A" in root_name:
+        level, quant_tags, offset_tag = "L2A", ("BOA_QUANTIFICATION_VALUE",), "BOA_ADD_OFFSET"
+    elif "1C" in level_text or "Level-1C" in root_name:
+        level, quant_tags, offset_tag = "L1C", ("QUANTIFICATION_VALUE",), "RADIO_ADD_OFFSET"
+    else:
+        raise ProductError(f"{source}: processing level {level_text!r} is not Level-1C or Level-2A")
+    quant_text = _first_text(root, *quant_tags)
+    if quant_text is None:
+        raise ProductError(f"{source}: no {quant_tags[0]} in the product metadata")
+    try:
+        quantification = float(quant_text)
+    except ValueError as exc:
+        raise ProductError(f"{source}: quantification value {quant_text!r} is not a number") from exc
+    if quantification <= 0:
+        raise ProductError(f"{source}: quantification value {quantification} must be positive")
+    by_id = {b.band_id: b.name for b in BANDS.values()}
+    offsets: dict[str, float] = {}
+    for el in root.iter():
+        if _local(el.tag) == offset_tag:
+            try:
+                offsets[by_id[int(el.attrib["band_id"])]] = float((el.text or "").strip())
+            except (KeyError, ValueError) as exc:
+                raise ProductError(f"{source}: malformed {offset_tag} element {ET.tostring(el)[:80]!r}") from exc
+    return ProductMetadata(
+        level=level,
+        baseline=_first_text(root, "PROCESSING_BASELINE") or "",
+        quantification=quantification,
+        offsets=offsets,
+        product_uri=_first_text(root, "PRODUCT_URI") or "",
+    )

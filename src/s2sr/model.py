@@ -1,0 +1,204 @@
+"""The DSen2 networks (Lanaras et al., 2018) as Keras 3 models, and their weight files.
+
+Each weight file ``weights/<name>.npz`` travels with ``weights/<name>.json``, its manifest: band order,
+normalisation, context border, level, architecture, training provenance and the file's sha256. Loading
+checks all of it, so a model never runs with weights meant for other bands or another scaling.
+Keras is imported only when a model is built: importing s2sr stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bands import BANDS_10M, BANDS_20M, BANDS_60M
+from .errors import WeightsError
+
+#: Where the shipped weights live: ``weights/`` at the project root, or inside the installed package.
+_PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+_REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+
+
+def default_weights_dir() -> Path:
+    """The shipped weights: the project's ``weights/`` in a checkout, the packaged copy once installed."""
+    for candidate in (_REPO_WEIGHTS, _PACKAGE_WEIGHTS):
+        if candidate.is_dir() and any(candidate.glob("*.json")):
+            return candidate
+    raise WeightsError(f"no weights found in {_REPO_WEIGHTS} or {_PACKAGE_WEIGHTS}; reinstall s2sr")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """DSen2 shape: ``features`` filters per conv, ``blocks`` residual blocks (paper: 128 and 6)."""
+
+    features: int = 128
+    blocks: int = 6
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context each side that reach one output pixel: one per 3x3 conv."""
+        return 2 + 2 * self.blocks
+
+
+@dataclass(frozen=True)
+class WeightsManifest:
+    """What a weight file is: everything needed to use it correctly, and where it came from."""
+
+    name: str
+    scale: int  # 2: the 20 m net, 6: the 60 m net
+    level: str  # "L1C", "L2A" or "any"
+    architecture: Architecture
+    weights_file: str
+    sha256: str
+    input_bands: dict[str, list[str]]
+    output_bands: list[str]
+    divide_by: float = 2000.0
+    context_border: int = 30
+    dtype: str = "float16"
+    placeholder: bool = False
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, path: Path) -> WeightsManifest:
+        try:
+            raw = json.loads(path.read_text())
+            raw["architecture"] = Architecture(**raw["architecture"])
+            raw["divide_by"] = raw.pop("normalisation")["divide_by"]
+            return cls(**raw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise WeightsError(f"weights manifest {path} is unreadable: {exc}") from exc
+
+    def to_json(self) -> str:
+        raw = {
+            "name": self.name,
+            "scale": self.scale,
+            "level": self.level,
+            "architecture": {"features": self.architecture.features, "blocks": self.architecture.blocks},
+            "weights_file": self.weights_file,
+            "sha256": self.sha256,
+            "input_bands": self.input_bands,
+            "output_bands": self.output_bands,
+            "normalisation": {"divide_by": self.divide_by},
+            "context_border": self.context_border,
+            "dtype": self.dtype,
+            "placeholder": self.placeholder,
+            "training": self.training,
+        }
+        return json.dumps(raw, indent=2) + "\n"
+
+
+def expected_bands(scale: int) -> tuple[dict[str, list[str]], list[str]]:
+    """Input groups and output bands of the x2 or x6 net, in the order the arrays carry them."""
+    if scale == 2:
+        return {"10m": list(BANDS_10M), "20m": list(BANDS_20M)}, list(BANDS_20M)
+    if scale == 6:
+        return {"10m": list(BANDS_10M), "20m": list(BANDS_20M), "60m": list(BANDS_60M)}, list(BANDS_60M)
+    raise ValueError(f"scale must be 2 or 6, got {scale}")
+
+
+def build_dsen2(scale: int, arch: Architecture) -> Any:
+    """The DSen2 net: concatenated inputs, conv, residual blocks, conv, plus the upsampled target bands.
+
+    The last conv starts at zero, so an untrained net returns exactly its bicubic input.
+    """
+    import keras
+    from keras import layers
+
+    groups, outputs = expected_bands(scale)
+    inputs = [keras.Input(shape=(None, None, len(bands)), name=f"in_{res}") for res, bands in groups.items()]
+    x = layers.Concatenate(axis=-1)(inputs) if len(inputs) > 1 else inputs[0]
+    x = layers.Conv2D(arch.features, 3, padding="same", activation="relu", name="head")(x)
+    for i in range(arch.blocks):
+        y = layers.Conv2D(arch.features, 3, padding="same", activation="relu", name=f"block{i}_a")(x)
+        y = layers.Conv2D(arch.features, 3, padding="same", name=f"block{i}_b")(y)
+        y = layers.Rescaling(0.1, name=f"block{i}_scale")(y)
+        x = layers.Add(name=f"block{i}_add")([x, y])
+    x = layers.Conv2D(len(outputs), 3, padding="same", kernel_initializer="zeros", name="tail")(x)
+    out = layers.Add(name="residual")([inputs[-1], x])
+    return keras.Model(inputs, out, name=f"dsen2_x{scale}")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(model: Any, manifest: WeightsManifest, directory: Path) -> WeightsManifest:
+    """Write ``<name>.npz`` (float16 or float32) and its manifest, the sha256 filled in; temp name, then rename."""
+    directory.mkdir(parents=True, exist_ok=True)
+    npz_path = directory / manifest.weights_file
+    arrays = {f"w{i:03d}": w.astype(manifest.dtype) for i, w in enumerate(model.get_weights())}
+    tmp = npz_path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(npz_path)
+    final = WeightsManifest(**{**manifest.__dict__, "sha256": sha256_of(npz_path)})
+    json_path = directory / f"{manifest.name}.json"
+    tmp_json = json_path.with_suffix(".json.tmp")
+    tmp_json.write_text(final.to_json())
+    tmp_json.replace(json_path)
+    return final
+
+
+@dataclass(frozen=True)
+class LoadedNet:
+    manifest: WeightsManifest
+    model: Any
+
+
+def load_manifest(name: str, weights_dir: Path | None = None) -> WeightsManifest:
+    directory = weights_dir or default_weights_dir()
+    path = directory / f"{name}.json"
+    if not path.is_file():
+        raise WeightsError(f"weights manifest {path} not found")
+    return WeightsManifest.from_json(path)
+
+
+def load_net(name: str, weights_dir: Path | None = None) -> LoadedNet:
+    """Build a net and load its weights, after checking the manifest's bands and the file's sha256."""
+    directory = weights_dir or default_weights_dir()
+    manifest = load_manifest(name, directory)
+    groups, outputs = expected_bands(manifest.scale)
+    if manifest.input_bands != groups or manifest.output_bands != outputs:
+        raise WeightsError(f"{name}: manifest bands {manifest.input_bands} do not match the x{manifest.scale} net")
+    npz_path = directory / manifest.weights_file
+    if not npz_path.is_file():
+        raise WeightsError(f"weight file {npz_path} not found")
+    digest = sha256_of(npz_path)
+    if digest != manifest.sha256:
+        raise WeightsError(f"weight file {npz_path} has sha256 {digest}, manifest says {manifest.sha256}")
+    model = build_dsen2(manifest.scale, manifest.architecture)
+    with np.load(npz_path) as data:
+        weights = [data[k].astype(np.float32) for k in sorted(data.files)]
+    try:
+        model.set_weights(weights)
+    except ValueError as exc:
+        raise WeightsError(f"weight file {npz_path} does not fit {manifest.architecture}: {exc}") from exc
+    return LoadedNet(manifest, model)
+
+
+def weights_name(scale: int, level: str, weights_dir: Path | None = None) -> str:
+    """Stem of the weights for a net and product level: ``dsen2_x2_l2a`` if shipped, else ``dsen2_x2``.
+
+    One set serves both levels unless the evaluation shows a level needs its own.
+    """
+    directory = weights_dir or default_weights_dir()
+    specific = f"dsen2_x{scale}_{level.lower()}"
+    if (directory / f"{specific}.json").is_file():
+        return specific
+    return f"dsen2_x{scale}"
+
+
+def run_net(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
+    """Apply a net to band-first float arrays in reflectance x 10000; returns (bands, H, W)."""
+    scale = net.manifest.divide_by
+    batch = [np.ascontiguousarray(a.transpose(1, 2, 0)[None] / scale, dtype=np.float32) for a in inputs]
+    out = net.model(batch, training=False)
+    return np.asarray(out)[0].transpose(2, 0, 1) * scale

@@ -1,0 +1,158 @@
+"""Sentinel-2 SAFE products: find the metadata and band files, check the grids, read windows.
+
+A product is a ``.SAFE`` directory, a zipped SAFE (read in place through GDAL's /vsizip/), or the path
+of its ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``. Band files are found by name under ``GRANULE/*/IMG_DATA``,
+which covers L1C (``T32TQM_..._B02.jp2``), L2A (``R10m/..._B02_10m.jp2``) and the older long names.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M
+from .errors import NoInputError, ProductError
+from .inference import BandGroup
+from .metadata import ProductMetadata, parse_product_metadata
+from .tiling import Window
+
+_MTD = re.compile(r"(^|/)MTD_MSIL(1C|2A)\.xml$", re.IGNORECASE)
+_BAND_FILE = re.compile(r"IMG_DATA/(?:R(\d\d)m/)?[^/]*_(B\d\d|B8A)(?:_(\d\d)m)?\.jp2$", re.IGNORECASE)
+NEEDED_BANDS = BANDS_10M + BANDS_20M + BANDS_60M
+
+
+@dataclass(frozen=True)
+class Product:
+    """A located product: its metadata, and a GDAL path for every band s2sr reads."""
+
+    source: Path
+    metadata: ProductMetadata
+    band_paths: dict[str, str]
+
+    @property
+    def level(self) -> str:
+        return self.metadata.level
+
+    @property
+    def name(self) -> str:
+        uri = self.metadata.product_uri or self.source.name
+        return uri.removesuffix(".zip").removesuffix(".SAFE")
+
+
+def _pick_band_files(names: list[str], source: Path) -> dict[str, str]:
+    """Map each band to its file at native resolution (L2A also ships resampled copies)."""
+    found: dict[str, str] = {}
+    granules = set()
+    for name in names:
+        m = _BAND_FILE.search(name)
+        if not m:
+            continue
+        band = "B8A" if m.group(2).upper() == "B8A" else f"B{int(m.group(2)[1:])}"
+        res = m.group(1) or m.group(3)
+        if res is not None and int(res) != BANDS[band].resolution:
+            continue
+        granules.add(name[: m.start()])
+        found[band] = name
+    if len(granules) > 1:
+        raise ProductError(f"{source}: holds {len(granules)} granules; s2sr reads single-tile products only")
+    missing = [b for b in NEEDED_BANDS if b not in found]
+    if missing:
+        raise ProductError(f"{source}: band files missing for {', '.join(missing)}; is the product complete?")
+    return found
+
+
+def open_product(path: str | Path) -> Product:
+    """Locate metadata and band files of a product given as SAFE directory, zip or metadata XML path."""
+    path = Path(path)
+    if not path.exists():
+        raise NoInputError(f"product {path} does not exist")
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            mtds = sorted((n for n in names if _MTD.search(n)), key=len)
+            if not mtds:
+                raise ProductError(f"{path}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip; is it a Sentinel-2 SAFE?")
+            metadata = parse_product_metadata(zf.read(mtds[0]), f"{path}!{mtds[0]}")
+            root = str(PurePosixPath(mtds[0]).parent)
+        prefix = f"/vsizip/{path.resolve()}/"
+        inside = [n for n in names if n.startswith(root)]
+        bands = _pick_band_files(inside, path)
+        return Product(path, metadata, {b: prefix + n for b, n in bands.items()})
+    if path.is_file():
+        if not _MTD.search(path.name):
+            raise ProductError(f"{path}: not a SAFE directory, zip or MTD_MSIL1C/2A.xml; give one of those")
+        mtd, root = path, path.parent
+    elif path.is_dir():
+        candidates = [p for p in path.iterdir() if _MTD.search(p.name)]
+        if not candidates:
+            raise ProductError(f"{path}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml; is it a Sentinel-2 SAFE directory?")
+        mtd, root = candidates[0], path
+    else:
+        raise ProductError(f"{path}: not a file or directory")
+    metadata = parse_product_metadata(mtd.read_bytes(), str(mtd))
+    names = [p.relative_to(root).as_posix() for p in root.glob("GRANULE/*/IMG_DATA/**/*") if p.suffix.lower() == ".jp2"]
+    bands = _pick_band_files(names, root)
+    return Product(root, metadata, {b: str(root / n) for b, n in bands.items()})
+
+
+class ProductReader:
+    """Open band files of a product and read harmonised windows of all three grids.
+
+    Checks on open that the 20 m and 60 m grids cover exactly the 10 m grid, so windows aligned to
+    60 m read the same ground in every band.
+    """
+
+    def __init__(self, product: Product):
+        self.product = product
+        self._stack = ExitStack()
+        self._datasets: dict = {}
+
+    def __enter__(self) -> ProductReader:
+        import rasterio
+        from rasterio.errors import RasterioIOError
+
+        try:
+            for band, gdal_path in self.product.band_paths.items():
+                if band in NEEDED_BANDS:
+                    self._datasets[band] = self._stack.enter_context(rasterio.open(gdal_path))
+        except RasterioIOError as exc:
+            self._stack.close()
+            raise ProductError(f"{self.product.source}: cannot read a band file ({exc})") from exc
+        ref = self._datasets["B2"]
+        self.crs, self.transform = ref.crs, ref.transform
+        self.height, self.width = ref.height, ref.width
+        if self.height % 6 or self.width % 6:
+            self._stack.close()
+            raise ProductError(f"{self.product.source}: 10 m grid {self.height}x{self.width} is not a whole number of 60 m pixels")
+        for band, ds in self._datasets.items():
+            f = BANDS[band].resolution // 10
+            same_origin = abs(ds.transform.c - ref.transform.c) < 1e-6 and abs(ds.transform.f - ref.transform.f) < 1e-6
+            if (ds.height * f, ds.width * f) != (self.height, self.width) or ds.crs != self.crs or not same_origin:
+                self._stack.close()
+                raise ProductError(
+                    f"{self.product.source}: {band} ({ds.width}x{ds.height}) does not cover the 10 m grid "
+                    f"({self.width}x{self.height}) of B2"
+                )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    @property
+    def raster(self) -> Window:
+        return Window(0, 0, self.height, self.width)
+
+    def _group(self, bands: tuple[str, ...], window: Window, factor: int) -> BandGroup:
+        w = window.scaled(factor)
+        dn = np.stack([self._datasets[b].read(1, window=w.to_rasterio()) for b in bands])
+        md = self.product.metadata
+        return BandGroup.from_dn(dn, [md.offset(b) for b in bands], md.quantification)
+
+    def read(self, window: Window) -> tuple[BandGroup, BandGroup, BandGroup]:
+        """Harmonised 10, 20 and 60 m groups over a 60 m-aligned window of the 10 m grid."""
+        return self._group(BANDS_10M, window, 1), self._group(BANDS_20M, window, 2), self._group(BANDS_60M, window, 6)

@@ -1,0 +1,175 @@
+"""Small synthetic Sentinel-2 SAFE products with real JP2 band files, for the demo and the tests.
+
+The imagery is synthetic (smooth land-cover patches with per-class spectra, consistent across the three
+grids by block averaging); the structure is faithful: SAFE layout and names of L1C or L2A, old or compact
+naming, product metadata with quantification and, from baseline 04.00, the +1000 DN offset, optional
+nodata beyond a swath edge, optionally zipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bands import BANDS, NODATA_DN
+from .resample import block_mean, upsample
+
+#: Rough surface reflectance of a few covers in band_id order B1..B12 (B10 for L1C only).
+_SPECTRA = np.array(
+    [
+        [0.08, 0.07, 0.06, 0.05, 0.04, 0.03, 0.03, 0.02, 0.02, 0.01, 0.005, 0.01, 0.01],  # water
+        [0.05, 0.05, 0.08, 0.05, 0.11, 0.28, 0.34, 0.36, 0.37, 0.13, 0.005, 0.19, 0.09],  # crop
+        [0.04, 0.03, 0.05, 0.03, 0.07, 0.20, 0.25, 0.27, 0.28, 0.10, 0.004, 0.14, 0.06],  # forest
+        [0.12, 0.13, 0.16, 0.20, 0.22, 0.24, 0.26, 0.27, 0.28, 0.12, 0.006, 0.33, 0.28],  # bare soil
+        [0.14, 0.15, 0.16, 0.17, 0.18, 0.19, 0.20, 0.21, 0.21, 0.09, 0.006, 0.22, 0.20],  # urban
+    ],
+    dtype=np.float32,
+)
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What to build. ``size`` is the 10 m width and height in pixels (a multiple of 6)."""
+
+    level: str = "L2A"
+    baseline: str = "04.00"
+    size: int = 192
+    tile: str = "33UUU"
+    epsg: int = 32633
+    origin: tuple[float, float] = (399960.0, 5800020.0)  # upper-left x, y in metres
+    date: str = "20230615T101559"
+    naming: str = "compact"  # or "old": pre-2016 long OPER names
+    nodata_edge: bool = True
+    saturated_pixels: int = 0
+    seed: int = 0
+
+    @property
+    def offset(self) -> int:
+        return 1000 if self.baseline >= "04.00" else 0
+
+    @property
+    def product_name(self) -> str:
+        kind = "MSIL2A" if self.level == "L2A" else "MSIL1C"
+        return f"S2B_{kind}_{self.date}_N{self.baseline.replace('.', '')}_R022_T{self.tile}_{self.date[:8]}T150000"
+
+
+def _reflectance(spec: SampleSpec) -> np.ndarray:
+    """(13, size, size) reflectance at 10 m: smooth class fields mixed by softmax, plus texture."""
+    rng = np.random.default_rng(spec.seed)
+    n = spec.size
+    coarse = rng.normal(size=(len(_SPECTRA), n // 6 + 1, n // 6 + 1)).astype(np.float32)
+    fields = upsample(coarse, 6)[:, :n, :n] * 4.0
+    weights = np.exp(fields - fields.max(axis=0))
+    weights /= weights.sum(axis=0)
+    refl = np.tensordot(_SPECTRA.T, weights, axes=1)
+    texture = 1 + 0.08 * upsample(rng.normal(size=(1, n // 2, n // 2)).astype(np.float32), 2)[:, :n, :n]
+    return np.clip(refl * texture, 0.0005, 1.5)
+
+
+def _band_dn(spec: SampleSpec, refl: np.ndarray, band: str) -> np.ndarray:
+    b = BANDS[band]
+    f = b.resolution // 10
+    data = refl[b.band_id][None]
+    if f > 1:
+        data = block_mean(data, f)
+    dn = np.clip(np.rint(data[0] * 10000) + spec.offset, 1, 65535).astype(np.uint16)
+    if spec.nodata_edge:
+        rows, cols = np.indices(dn.shape)
+        # swath edge: a diagonal through the lower-right corner, in metres so all grids agree
+        centre_r, centre_c = (rows + 0.5) * f * 10, (cols + 0.5) * f * 10
+        dn[centre_r + centre_c > 1.6 * spec.size * 10] = NODATA_DN
+    if spec.saturated_pixels:
+        dn.flat[: spec.saturated_pixels] = 65535
+    return dn
+
+
+def _file_stem(spec: SampleSpec, band: str) -> str:
+    token = "B8A" if band == "B8A" else f"B{int(band[1:]):02d}"
+    if spec.naming == "old":
+        kind = "L2A" if spec.level == "L2A" else "L1C"
+        return f"S2B_OPER_MSI_{kind}_TL_SGS__{spec.date[:8]}T150000_A012345_T{spec.tile}_{token}"
+    return f"T{spec.tile}_{spec.date}_{token}"
+
+
+def _mtd_xml(spec: SampleSpec, image_files: list[str]) -> str:
+    l2a = spec.level == "L2A"
+    root = "Level-2A_User_Product" if l2a else "Level-1C_User_Product"
+    ns = f"https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_{'Level-2A' if l2a else 'Level-1C'}.xsd"
+    files = "\n".join(f"            <IMAGE_FILE>{f}</IMAGE_FILE>" for f in image_files)
+    quant = (
+        "<BOA_QUANTIFICATION_VALUE unit=\"none\">10000</BOA_QUANTIFICATION_VALUE>"
+        if l2a
+        else "<QUANTIFICATION_VALUE unit=\"none\">10000</QUANTIFICATION_VALUE>"
+    )
+    offsets = ""
+    if spec.offset:
+        tag, lst = ("BOA_ADD_OFFSET", "BOA_ADD_OFFSET_VALUES_LIST") if l2a else ("RADIO_ADD_OFFSET", "Radiometric_Offset_List")
+        items = "\n".join(f'        <{tag} band_id="{i}">-{spec.offset}</{tag}>' for i in range(13))
+        offsets = f"<{lst}>\n{items}\n      </{lst}>"
+    return f"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<n1:{root} xmlns:n1="{ns}">
+  <n1:General_Info>
+    <Product_Info>
+      <PRODUCT_URI>{spec.product_name}.SAFE</PRODUCT_URI>
+      <PROCESSING_LEVEL>Level-{'2A' if l2a else '1C'}</PROCESSING_LEVEL>
+      <PRODUCT_TYPE>S2MSI{'2A' if l2a else '1C'}</PRODUCT_TYPE>
+      <PROCESSING_BASELINE>{spec.baseline}</PROCESSING_BASELINE>
+      <Product_Organisation>
+        <Granule_List>
+          <Granule imageFormat="JPEG2000">
+{files}
+          </Granule>
+        </Granule_List>
+      </Product_Organisation>
+    </Product_Info>
+    <Product_Image_Characteristics>
+      <Special_Values><SPECIAL_VALUE_TEXT>NODATA</SPECIAL_VALUE_TEXT><SPECIAL_VALUE_INDEX>0</SPECIAL_VALUE_INDEX></Special_Values>
+      <Special_Values><SPECIAL_VALUE_TEXT>SATURATED</SPECIAL_VALUE_TEXT><SPECIAL_VALUE_INDEX>65535</SPECIAL_VALUE_INDEX></Special_Values>
+      <QUANTIFICATION_VALUES_LIST>{quant}</QUANTIFICATION_VALUES_LIST>
+      {offsets}
+    </Product_Image_Characteristics>
+  </n1:General_Info>
+</n1:{root}>
+"""
+
+
+def build_sample_product(directory: Path, spec: SampleSpec = SampleSpec(), *, zipped: bool = False) -> Path:
+    """Write a SAFE product into ``directory``; returns the .SAFE directory or the .zip path."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    if spec.size % 6 or spec.size < 6:
+        raise ValueError(f"size must be a positive multiple of 6, got {spec.size}")
+    refl = _reflectance(spec)
+    safe = Path(directory) / f"{spec.product_name}.SAFE"
+    granule = f"GRANULE/{spec.level}_T{spec.tile}_A012345_{spec.date}/IMG_DATA"
+    bands = [b for b in BANDS if spec.level == "L1C" or b != "B10"]
+    image_files = []
+    for band in bands:
+        res = BANDS[band].resolution
+        sub = f"{granule}/R{res}m" if spec.level == "L2A" else granule
+        stem = _file_stem(spec, band) + (f"_{res}m" if spec.level == "L2A" else "")
+        path = safe / sub / f"{stem}.jp2"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dn = _band_dn(spec, refl, band)
+        profile = dict(driver="JP2OpenJPEG", width=dn.shape[1], height=dn.shape[0], count=1, dtype="uint16",
+                       crs=f"EPSG:{spec.epsg}", transform=from_origin(*spec.origin, res, res),
+                       QUALITY="100", REVERSIBLE="YES", RESOLUTIONS="1")
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(dn, 1)
+        image_files.append(f"{sub}/{stem}")
+    name = "MTD_MSIL2A.xml" if spec.level == "L2A" else "MTD_MSIL1C.xml"
+    (safe / name).write_text(_mtd_xml(spec, image_files))
+    (safe / "manifest.safe").write_text('<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1"/>\n')
+    if not zipped:
+        return safe
+    archive = safe.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for p in sorted(safe.rglob("*")):
+            zf.write(p, p.relative_to(safe.parent).as_posix())
+    shutil.rmtree(safe)
+    return archive

@@ -1,0 +1,144 @@
+"""``s2sr train``: fit a DSen2 net on real scenes by Wald's protocol, validate on held-back scenes.
+
+Checkpoints after every epoch (``last.keras`` with the optimizer, ``state.json``), resumes from them, keeps
+the weights of the epoch with the best validation RMSE ratio to bicubic (early stopping on far scenes),
+and writes them with their manifest, ready for ``weights/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..model import Architecture, WeightsManifest, build_dsen2, expected_bands, save_weights
+from .sources import Scene
+from .wald import WaldPair, bicubic_baseline, sample_patches, wald_pair
+
+#: Whole scenes held back for validation: other continents, seasons and land covers than the training set.
+VALIDATION_SCENES = (
+    "ben_S2A_MSIL2A_20171221T112501_56_35",
+    "ben_S2B_MSIL2A_20180204T94161_57_38",
+    "bengdf_S2B_MSIL2A_20180421T114349_41_4",
+    "bengdf_S2B_MSIL2A_20180421T114349_47_56",
+    "hydro_rico_patch_1000",
+    "hvn2_S2S_UCNN_australia",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    scale: int
+    run_dir: Path
+    features: int = 64
+    blocks: int = 6
+    patch: int = 48
+    batch: int = 16
+    steps_per_epoch: int = 100
+    epochs: int = 50
+    learning_rate: float = 1e-4
+    seed: int = 42
+    minutes: float | None = None
+    patience: int = 10
+    validation_scenes: tuple[str, ...] = field(default=VALIDATION_SCENES)
+
+
+def split(scenes: list[Scene], validation: tuple[str, ...]) -> tuple[list[Scene], list[Scene]]:
+    """Training and validation scenes: the split is by whole scene, never by patch."""
+    return [s for s in scenes if s.name not in validation], [s for s in scenes if s.name in validation]
+
+
+def predict_pair(model, pair: WaldPair, divide_by: float = 2000.0) -> np.ndarray:
+    batch = [a.transpose(1, 2, 0)[None] / divide_by for a in pair.inputs]
+    return np.asarray(model(batch, training=False))[0].transpose(2, 0, 1) * divide_by
+
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    m = np.all(b > 0, axis=0)
+    return float(np.sqrt(((a[:, m] - b[:, m]) ** 2).mean()))
+
+
+def validation_ratios(model, pairs: list[WaldPair]) -> dict[str, float]:
+    """RMSE of the net over RMSE of bicubic, per validation scene (lower is better, 1 = bicubic)."""
+    return {p.name: _rmse(predict_pair(model, p), p.target) / _rmse(bicubic_baseline(p), p.target) for p in pairs}
+
+
+def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = lambda s: None) -> WeightsManifest:
+    """Train (or resume) one net; returns the manifest of the best weights, written to ``run_dir/best``."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    train_scenes, val_scenes = split(scenes, cfg.validation_scenes)
+    train_pairs = [p for p in (wald_pair(s, cfg.scale) for s in train_scenes) if p is not None]
+    val_pairs = [p for p in (wald_pair(s, cfg.scale) for s in val_scenes) if p is not None]
+    if not train_pairs or not val_pairs:
+        raise ValueError(f"x{cfg.scale}: {len(train_pairs)} training and {len(val_pairs)} validation scenes usable")
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    state_path, last_path = cfg.run_dir / "state.json", cfg.run_dir / "last.keras"
+    state = {"epoch": 0, "best_ratio": None, "best_epoch": None, "history": []}
+    if state_path.is_file() and last_path.is_file():
+        state = json.loads(state_path.read_text())
+        model = keras.models.load_model(last_path, safe_mode=True)
+        log(f"x{cfg.scale}: resumed at epoch {state['epoch']}")
+    else:
+        model = build_dsen2(cfg.scale, Architecture(cfg.features, cfg.blocks))
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mean_absolute_error")
+    started = time.monotonic()
+    groups, outputs = expected_bands(cfg.scale)
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"] + 1
+        rng = np.random.default_rng([cfg.seed, epoch])
+        xs, y = sample_patches(train_pairs, cfg.steps_per_epoch * cfg.batch, cfg.patch, rng)
+        hist = model.fit([x / 2000.0 for x in xs], y / 2000.0, batch_size=cfg.batch, epochs=1, verbose=0, shuffle=False)
+        ratios = validation_ratios(model, val_pairs)
+        mean_ratio = float(np.mean(list(ratios.values())))
+        loss = float(hist.history["loss"][-1])
+        state["history"].append({"epoch": epoch, "loss": loss, "val_ratio": mean_ratio, "per_scene": ratios})
+        improved = state["best_ratio"] is None or mean_ratio < state["best_ratio"]
+        if improved:
+            state["best_ratio"], state["best_epoch"] = mean_ratio, epoch
+            manifest = WeightsManifest(
+                name=f"dsen2_x{cfg.scale}",
+                scale=cfg.scale,
+                level="any",
+                architecture=Architecture(cfg.features, cfg.blocks),
+                weights_file=f"dsen2_x{cfg.scale}.npz",
+                sha256="",
+                input_bands=groups,
+                output_bands=outputs,
+                training={
+                    "method": "Wald protocol, L1 loss, residual to bicubic, Adam",
+                    "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                    "training_scenes": [s.name for s in train_scenes],
+                    "validation_scenes": [s.name for s in val_scenes],
+                    "epoch": epoch,
+                    "patches_seen": epoch * cfg.steps_per_epoch * cfg.batch,
+                    "validation_rmse_ratio_to_bicubic": ratios,
+                    "validation_rmse_ratio_mean": mean_ratio,
+                },
+            )
+            save_weights(model, manifest, cfg.run_dir / "best")
+        state["epoch"] = epoch
+        model.save(cfg.run_dir / "last.tmp.keras")
+        (cfg.run_dir / "last.tmp.keras").replace(last_path)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(state_path)
+        elapsed = (time.monotonic() - started) / 60
+        log(
+            f"x{cfg.scale} epoch {epoch}/{cfg.epochs} loss {loss * 2000:.1f} DN  val RMSE/bicubic {mean_ratio:.3f}"
+            f"{' *' if improved else ''}  best {state['best_ratio']:.3f} @ {state['best_epoch']}  {elapsed:.1f} min"
+        )
+        if epoch - state["best_epoch"] >= cfg.patience:
+            log(f"x{cfg.scale}: no improvement for {cfg.patience} epochs, stopping early")
+            break
+        if cfg.minutes is not None and elapsed >= cfg.minutes:
+            log(f"x{cfg.scale}: time budget of {cfg.minutes} min spent, stopping (resume with the same command)")
+            break
+    from .. import model as model_module
+
+    return model_module.load_manifest(f"dsen2_x{cfg.scale}", cfg.run_dir / "best")

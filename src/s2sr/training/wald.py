@@ -1,0 +1,80 @@
+"""Wald's protocol: degrade real bands by the net's scale so the original bands become the target.
+
+x2: 10 m -> 20 m and 20 m -> 40 m inputs, the real 20 m bands as target.
+x6: 10 m -> 60 m, 20 m -> 120 m, 60 m -> 360 m inputs, the real 60 m bands as target.
+All arrays are returned on the target grid, coarse inputs bicubically upsampled to it, exactly as the
+nets see them at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..resample import degrade, upsample
+from .sources import Scene
+
+
+@dataclass(frozen=True)
+class WaldPair:
+    """Net inputs (band-first, target grid) and the target, for one scene and one scale."""
+
+    name: str
+    inputs: list[np.ndarray]
+    target: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.target.shape[1], self.target.shape[2]
+
+
+def wald_pair(scene: Scene, scale: int) -> WaldPair | None:
+    """The degraded inputs and real target of a scene, or None when it is too small for this scale."""
+    h, w = scene.size10
+    if scale == 2:
+        h, w = h // 12 * 12, w // 12 * 12  # 20 m input degraded by 2 must stay on the 60 m step
+        im10, im20 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2]
+        inputs = [degrade(im10, 2), upsample(degrade(im20, 2), 2)]
+        target = im20
+    elif scale == 6:
+        h, w = h // 36 * 36, w // 36 * 36
+        if h < 36 * 3 or w < 36 * 3:
+            return None
+        im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
+        inputs = [degrade(im10, 6), upsample(degrade(im20, 6), 2), upsample(degrade(im60, 6), 6)]
+        target = im60
+    else:
+        raise ValueError(f"scale must be 2 or 6, got {scale}")
+    return WaldPair(scene.name, inputs, np.ascontiguousarray(target, dtype=np.float32))
+
+
+def bicubic_baseline(pair: WaldPair) -> np.ndarray:
+    """What plain bicubic upsampling predicts for the target: the last (target-band) input."""
+    return pair.inputs[-1]
+
+
+def sample_patches(
+    pairs: list[WaldPair], count: int, size: int, rng: np.random.Generator
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``count`` random patches (channels-last, flips and 90 degree rotations), scenes drawn by sqrt(area)."""
+    usable = [p for p in pairs if min(p.size) >= size]
+    weights = np.sqrt([p.size[0] * p.size[1] for p in usable])
+    picks = rng.choice(len(usable), size=count, p=weights / weights.sum())
+    n_inputs = len(usable[0].inputs)
+    xs: list[list[np.ndarray]] = [[] for _ in range(n_inputs)]
+    ys = []
+    for i in picks:
+        pair = usable[i]
+        r = rng.integers(0, pair.size[0] - size + 1)
+        c = rng.integers(0, pair.size[1] - size + 1)
+        k, flip = rng.integers(0, 4), rng.integers(0, 2)
+
+        def aug(a):
+            a = np.rot90(a[:, r : r + size, c : c + size], k, axes=(1, 2))
+            return (a[:, :, ::-1] if flip else a).transpose(1, 2, 0)
+
+        for j, a in enumerate(pair.inputs):
+            xs[j].append(aug(a))
+        ys.append(aug(pair.target))
+    return [np.stack(x).astype(np.float32) for x in xs], np.stack(ys).astype(np.float32)
