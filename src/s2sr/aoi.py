@@ -59,6 +59,7 @@ def geometry_from_geojson(obj: Any, name: str = "geometry") -> Any:
 def to_crs(geom: Any, crs: Any) -> Any:
     """Reproject a WGS84 geometry, densified first so its edges stay true in the target projection."""
     import shapely
+    import shapely.ops
     from pyproj import CRS, Transformer
 
     transformer = Transformer.from_crs(CRS.from_epsg(4326), CRS.from_user_input(crs), always_xy=True)
@@ -70,7 +71,9 @@ def aoi_window(geom: Any, transform: Any, raster: Window, product: str = "produc
     """The 60 m-aligned window of the 10 m grid that covers ``geom`` (in the product CRS), inside the raster."""
     minx, miny, maxx, maxy = geom.bounds
     inv = ~transform
-    cols, rows = zip(*(inv * (x, y) for x, y in ((minx, maxy), (maxx, miny))))
+    corners = ((minx, maxy), (maxx, miny))
+    cols = [inv.a * x + inv.b * y + inv.c for x, y in corners]
+    rows = [inv.d * x + inv.e * y + inv.f for x, y in corners]
     row0, row1 = math.floor(min(rows)), math.ceil(max(rows))
     col0, col1 = math.floor(min(cols)), math.ceil(max(cols))
     window = align_outward(Window(row0, col0, max(1, row1 - row0), max(1, col1 - col0))).intersection(raster)
@@ -84,5 +87,5 @@ def inside_mask(geom: Any, transform: Any, window: Window) -> np.ndarray:
     from affine import Affine
     from rasterio.features import geometry_mask
 
-    win_transform = transform * Affine.translation(window.col, window.row)
+    win_transform = transform @ Affine.translation(window.col, window.row)
     return geometry_mask([geom], (window.height, window.width), win_transform, all_touched=True, invert=True)

@@ -44,6 +44,15 @@ class Architecture:
         """Pixels of context each side that reach one output pixel: one per 3x3 conv."""
         return 2 + 2 * self.blocks
 
+    @property
+    def required_border(self) -> int:
+        """Context border (10 m px, a multiple of 6) that makes tiled output equal untiled output.
+
+        The nets' receptive radius plus the reach of bicubic upsampling from the 60 m grid (two coarse
+        pixels beyond the one a pixel lies in: up to 18 px).
+        """
+        return -(-(self.receptive_radius + 18) // 6) * 6
+
 
 @dataclass(frozen=True)
 class WeightsManifest:
@@ -58,7 +67,7 @@ class WeightsManifest:
     input_bands: dict[str, list[str]]
     output_bands: list[str]
     divide_by: float = 2000.0
-    context_border: int = 30
+    context_border: int = 36
     dtype: str = "float16"
     placeholder: bool = False
     training: dict[str, Any] = field(default_factory=dict)
@@ -168,6 +177,11 @@ def load_net(name: str, weights_dir: Path | None = None) -> LoadedNet:
     groups, outputs = expected_bands(manifest.scale)
     if manifest.input_bands != groups or manifest.output_bands != outputs:
         raise WeightsError(f"{name}: manifest bands {manifest.input_bands} do not match the x{manifest.scale} net")
+    if manifest.context_border < manifest.architecture.required_border:
+        raise WeightsError(
+            f"{name}: context border {manifest.context_border} px is below the "
+            f"{manifest.architecture.required_border} px the architecture needs"
+        )
     npz_path = directory / manifest.weights_file
     if not npz_path.is_file():
         raise WeightsError(f"weight file {npz_path} not found")

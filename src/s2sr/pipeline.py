@@ -64,6 +64,8 @@ def superresolve_product(
     around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too.
     """
     output = Path(output)
+    if tile_size <= 0 or tile_size % 6:
+        raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
     if output.suffix.lower() not in (".tif", ".tiff"):
         raise InputParametersError(f"output {output} must end in .tif or .tiff")
     located = open_product(product)
@@ -90,7 +92,7 @@ def superresolve_product(
         with CogWriter(
             output,
             crs=reader.crs,
-            transform=reader.transform * Affine.translation(area.col, area.row),
+            transform=reader.transform @ Affine.translation(area.col, area.row),
             height=area.height,
             width=area.width,
             bands=bands_out,

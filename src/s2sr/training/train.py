@@ -110,6 +110,7 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
                 sha256="",
                 input_bands=groups,
                 output_bands=outputs,
+                context_border=Architecture(cfg.features, cfg.blocks).required_border,
                 training={
                     "method": "Wald protocol, L1 loss, residual to bicubic, Adam",
                     "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},

@@ -1,0 +1,82 @@
+"""The block's ``data.json``: the input FeatureCollection, and the output one that points at our files."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from s2sr.errors import NoInputError, ProductError
+
+DATA_PATH = "up42.data_path"
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One feature of the input and the product it points at."""
+
+    feature: dict
+    feature_id: str
+    product: Path
+
+
+def _safe_id(value: Any, index: int) -> str:
+    text = str(value) if value not in (None, "") else f"feature-{index}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def read_input(input_dir: Path) -> tuple[dict, list[InputItem]]:
+    """Read ``input_dir/data.json``; every feature must point at an existing product."""
+    path = input_dir / "data.json"
+    if not path.is_file():
+        raise NoInputError(f"{path} not found; mount the upstream block's output at {input_dir}")
+    try:
+        fc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ProductError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(fc, dict) or fc.get("type") != "FeatureCollection":
+        raise ProductError(f"{path} is not a GeoJSON FeatureCollection")
+    features = fc.get("features") or []
+    if not features:
+        raise NoInputError(f"{path} holds no features; nothing to process")
+    items = []
+    for i, feature in enumerate(features):
+        props = feature.get("properties") or {}
+        data_path = props.get(DATA_PATH)
+        if not data_path:
+            raise ProductError(f"feature {i} of {path} has no properties['{DATA_PATH}']; the upstream block must set it")
+        product = input_dir / data_path
+        if not product.exists():
+            raise NoInputError(f"feature {i}: product {product} ('{DATA_PATH}' = {data_path!r}) does not exist")
+        items.append(InputItem(feature, _safe_id(feature.get("id") or props.get("id"), i), product))
+    return fc, items
+
+
+def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], aoi: Any | None) -> dict:
+    """The input feature pointing at the new file; geometry and bbox set to the AOI when clipped."""
+    feature = copy.deepcopy(item.feature)
+    props = feature.setdefault("properties", {})
+    props[DATA_PATH] = data_path
+    props["s2sr.bands"] = list(bands)
+    props["s2sr.resolution_m"] = 10
+    if aoi is not None:
+        from shapely.geometry import mapping
+
+        feature["geometry"] = json.loads(json.dumps(mapping(aoi)))
+        feature["bbox"] = list(aoi.bounds)
+    return feature
+
+
+def write_output(output_dir: Path, input_fc: dict, features: list[dict]) -> Path:
+    """Write ``output_dir/data.json`` atomically."""
+    fc = {k: v for k, v in input_fc.items() if k != "features"}
+    fc["features"] = features
+    path = output_dir / "data.json"
+    tmp = path.with_name(f".data.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(fc, indent=2))
+    tmp.replace(path)
+    return path

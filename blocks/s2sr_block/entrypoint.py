@@ -1,0 +1,107 @@
+"""``s2sr block``: the container entrypoint, as UP42 runs it.
+
+Reads ``UP42_TASK_PARAMETERS`` and ``<input-dir>/data.json``, super-resolves every feature's product,
+writes the GeoTIFFs, quicklooks and ``<output-dir>/data.json``. Expected errors end in one log line and the
+UP42 exit code; a failed run removes whatever it had written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from s2sr.bands import output_bands
+from s2sr.errors import InputParametersError, NoInputError, NoOutputError, ProductError, S2srError
+from s2sr.pipeline import superresolve_product
+from s2sr.product import open_product
+from s2sr.progress import ProgressReporter
+
+from .datajson import output_feature, read_input, write_output
+from .params import BlockParameters
+from .quicklook import write_quicklook
+
+#: UP42 block exit codes; anything else exits 1.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (InputParametersError, 2),
+    (NoInputError, 3),
+    (ProductError, 4),
+    (NoOutputError, 6),
+)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
+
+
+def run_block(
+    params: BlockParameters,
+    input_dir: Path,
+    output_dir: Path,
+    quicklook_dir: Path,
+    log: Callable[[str], None],
+    tile_size: int | None = None,
+) -> Path:
+    """Process every feature; returns the output data.json. Removes its outputs if anything fails."""
+    input_fc, items = read_input(input_dir)
+    products = [open_product(item.product) for item in items]  # fail on a bad product before any work
+    aoi = params.aoi
+    bands = output_bands(params.copy_original_bands)
+    written: list[Path] = []
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        features = []
+        for n, (item, product) in enumerate(zip(items, products), start=1):
+            relative = f"{item.feature_id}/{product.name}_SR10m.tif"
+            target = output_dir / relative
+            log(f"feature {n}/{len(items)}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
+            extra = {"tile_size": tile_size} if tile_size else {}
+            written.append(target)
+            superresolve_product(
+                item.product,
+                target,
+                aoi=aoi,
+                clip_to_aoi=params.clip_to_aoi,
+                copy_original_bands=params.copy_original_bands,
+                progress=ProgressReporter(log, f"feature {n}/{len(items)}"),
+                **extra,
+            )
+            quicklook = quicklook_dir / f"{item.feature_id}.png"
+            written.append(quicklook)
+            write_quicklook(target, quicklook)
+            features.append(output_feature(item, relative, bands, aoi if params.clip_to_aoi else None))
+        if not features:
+            raise NoOutputError("no feature produced an output")
+        data_json = write_output(output_dir, input_fc, features)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    log(f"wrote {len(features)} file(s) and {data_json}")
+    return data_json
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="s2sr block", description="Run as the UP42 processing block.")
+    parser.add_argument("--input-dir", type=Path, default=Path("/tmp/input"))
+    parser.add_argument("--output-dir", type=Path, default=Path("/tmp/output"))
+    parser.add_argument("--quicklook-dir", type=Path, default=Path("/tmp/quicklooks"))
+    parser.add_argument("--tile-size", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"s2sr: {message}", file=sys.stderr, flush=True)
+
+    try:
+        params = BlockParameters.from_json(environ.get("UP42_TASK_PARAMETERS"))
+        run_block(params, args.input_dir, args.output_dir, args.quicklook_dir, log, args.tile_size)
+    except S2srError as exc:
+        log(f"error: {exc}")
+        return exit_code_for(exc)
+    return 0

@@ -1,0 +1,76 @@
+"""Block parameters, parsed once from ``UP42_TASK_PARAMETERS`` into a frozen, typed object.
+
+The defaults here are the block's only defaults; ``UP42Manifest.json`` repeats them and a test keeps the
+two equal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from s2sr.aoi import geometry_from_bbox, geometry_from_geojson
+from s2sr.errors import InputParametersError
+
+GEOMETRY_KEYS = ("bbox", "intersects", "contains")
+
+
+@dataclass(frozen=True)
+class BlockParameters:
+    bbox: tuple[float, float, float, float] | None = None
+    intersects: dict | None = None
+    contains: dict | None = None
+    clip_to_aoi: bool = False
+    copy_original_bands: bool = True
+
+    @property
+    def aoi(self) -> Any:
+        """The AOI as a WGS84 shapely geometry, or None for the whole product."""
+        if self.bbox is not None:
+            return geometry_from_bbox(self.bbox)
+        for key in ("intersects", "contains"):
+            value = getattr(self, key)
+            if value is not None:
+                return geometry_from_geojson(value, key)
+        return None
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {f.name: f.default for f in fields(cls)}
+
+    @classmethod
+    def from_json(cls, text: str | None) -> BlockParameters:
+        """Parse and check the parameters; every problem is an InputParametersError naming the fix."""
+        if text is None or not text.strip():
+            raw: dict[str, Any] = {}
+        else:
+            try:
+                raw = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputParametersError(f"UP42_TASK_PARAMETERS is not valid JSON ({exc}); give a JSON object") from None
+        if not isinstance(raw, dict):
+            raise InputParametersError(f"UP42_TASK_PARAMETERS must be a JSON object, got {type(raw).__name__}")
+        raw = {k: v for k, v in raw.items() if v is not None}
+        known = set(cls.defaults())
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputParametersError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+        for key in ("clip_to_aoi", "copy_original_bands"):
+            if key in raw and not isinstance(raw[key], bool):
+                raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
+        given = [k for k in GEOMETRY_KEYS if k in raw]
+        clip = raw.get("clip_to_aoi", cls.clip_to_aoi)
+        if clip and len(given) != 1:
+            raise InputParametersError(
+                f"clip_to_aoi is true, so give exactly one of bbox, intersects, contains (given: {', '.join(given) or 'none'})"
+            )
+        if not clip and given:
+            raise InputParametersError(
+                f"{', '.join(given)} given but clip_to_aoi is false; set clip_to_aoi to true or remove {', '.join(given)}"
+            )
+        if "bbox" in raw:
+            raw["bbox"] = tuple(geometry_from_bbox(raw["bbox"]).bounds)
+        params = cls(**raw)
+        params.aoi  # noqa: B018 - validates intersects/contains now, at the edge
+        return params

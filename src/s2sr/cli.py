@@ -1,0 +1,211 @@
+"""The ``s2sr`` command: run, block, demo, train, evaluate. Errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_SHARED_DATA = Path("../shared/data")
+DEMO_PARAMETERS = {"bbox": None, "clip_to_aoi": True, "copy_original_bands": True}
+
+
+def _log(message: str) -> None:
+    print(f"s2sr: {message}", file=sys.stderr, flush=True)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from s2sr_block.entrypoint import exit_code_for
+
+    from .errors import InputParametersError, S2srError
+    from .pipeline import superresolve_product
+    from .progress import ProgressReporter
+
+    try:
+        aoi = None
+        if args.bbox:
+            aoi = list(args.bbox)
+        elif args.aoi:
+            try:
+                aoi = json.loads(Path(args.aoi).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputParametersError(f"--aoi {args.aoi}: cannot read GeoJSON ({exc})") from None
+        out = superresolve_product(
+            args.product,
+            args.output,
+            aoi=aoi,
+            clip_to_aoi=not args.no_clip,
+            copy_original_bands=not args.no_copy_original_bands,
+            tile_size=args.tile_size,
+            progress=ProgressReporter(_log),
+        )
+    except S2srError as exc:
+        _log(f"error: {exc}")
+        return exit_code_for(exc)
+    print(out)
+    return 0
+
+
+def _cmd_block(argv: list[str]) -> int:
+    from s2sr_block.entrypoint import main
+
+    return main(argv)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from s2sr_block.entrypoint import main
+
+    from .model import default_weights_dir, load_manifest
+    from .sample import SampleSpec, build_sample_product
+
+    out = Path(args.output_dir).resolve()
+    work = Path(tempfile.mkdtemp(prefix="s2sr-demo-"))
+    try:
+        spec = SampleSpec(size=204)
+        product = build_sample_product(work / "input", spec)
+        fc = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": "demo-1",
+                    "geometry": None,
+                    "properties": {"up42.data_path": product.name},
+                }
+            ],
+        }
+        (work / "input" / "data.json").write_text(json.dumps(fc))
+        # An AOI of the sample's upper-left 1.4 km, as the product page's bbox example does for a real scene.
+        from pyproj import Transformer
+
+        to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
+        x0, y0 = spec.origin
+        west, north = to_wgs.transform(x0 + 100, y0 - 100)
+        east, south = to_wgs.transform(x0 + 1500, y0 - 1500)
+        params = {**DEMO_PARAMETERS, "bbox": [west, south, east, north]}
+        _log(f"sample product (synthetic imagery, real SAFE layout and JP2s): {product}")
+        _log(f"UP42_TASK_PARAMETERS={json.dumps(params)}")
+        weights = [load_manifest(n, default_weights_dir()) for n in ("dsen2_x2", "dsen2_x6")]
+        if any(w.placeholder for w in weights):
+            _log("NOTE: the weights are untrained placeholders; output equals bicubic upsampling")
+        shutil.rmtree(out, ignore_errors=True)
+        code = main(
+            ["--input-dir", str(work / "input"), "--output-dir", str(out / "output"), "--quicklook-dir", str(out / "quicklooks")],
+            {"UP42_TASK_PARAMETERS": json.dumps(params)},
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if code == 0:
+        print(f"demo output: {out / 'output'} (GeoTIFF and data.json), quicklook in {out / 'quicklooks'}")
+    return code
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .model import save_weights  # noqa: F401 - fail early if the package is broken
+    from .training.sources import all_scenes
+    from .training.train import TrainConfig, train
+
+    shared = Path(args.shared_data) if Path(args.shared_data).is_dir() else None
+    scenes = all_scenes(shared)
+    _log(f"{len(scenes)} real scenes: {', '.join(s.name for s in scenes)}")
+    cfg = TrainConfig(
+        scale=args.scale,
+        run_dir=Path(args.run_dir),
+        features=args.features,
+        blocks=args.blocks,
+        patch=args.patch or (48 if args.scale == 2 else 18),
+        batch=args.batch,
+        steps_per_epoch=args.steps,
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        minutes=args.minutes,
+        patience=args.patience,
+    )
+    manifest = train(cfg, scenes, log=_log)
+    _log(f"best weights: {Path(args.run_dir) / 'best'} (val RMSE/bicubic {manifest.training['validation_rmse_ratio_mean']:.3f})")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .training.evaluate import evaluate_scenes, markdown, mean_rows, scene_from_npz, scene_from_product
+    from .training.sources import all_scenes
+    from .training.train import VALIDATION_SCENES
+
+    if args.product:
+        scenes = [scene_from_product(Path(p)) for p in args.product]
+    elif args.npz:
+        scenes = [scene_from_npz(Path(p)) for p in args.npz]
+    else:
+        shared = Path(args.shared_data) if Path(args.shared_data).is_dir() else None
+        scenes = all_scenes(shared)
+        if args.split == "validation":
+            scenes = [s for s in scenes if s.name in VALIDATION_SCENES]
+        elif args.split == "training":
+            scenes = [s for s in scenes if s.name not in VALIDATION_SCENES]
+    if not scenes:
+        _log("error: no scenes to evaluate; install the training extras or give --product/--npz")
+        return 3
+    weights_dir = Path(args.weights_dir) if args.weights_dir else None
+    rows = evaluate_scenes(scenes, tuple(args.scale), args.level, weights_dir)
+    print(markdown(rows + mean_rows(rows)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s2sr", description="Sentinel-2 super-resolution to 10 m (DSen2).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="super-resolve one product to a 10 m GeoTIFF")
+    run.add_argument("product", help=".SAFE directory, zipped SAFE, or its MTD_MSIL1C/2A.xml")
+    run.add_argument("output", help="output GeoTIFF (.tif)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
+    where.add_argument("--aoi", metavar="FILE.geojson", help="AOI polygon as GeoJSON (WGS84)")
+    run.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
+    run.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
+    run.add_argument("--tile-size", type=int, default=996, help="tile side in 10 m pixels, a multiple of 6")
+
+    sub.add_parser("block", help="run as the UP42 block (reads UP42_TASK_PARAMETERS)", add_help=False)
+
+    demo = sub.add_parser("demo", help="run the block on a built-in sample product")
+    demo.add_argument("--output-dir", default="out/demo")
+
+    train = sub.add_parser("train", help="train a DSen2 net on real scenes (Wald protocol)")
+    train.add_argument("--scale", type=int, choices=(2, 6), required=True)
+    train.add_argument("--run-dir", required=True)
+    train.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA))
+    train.add_argument("--features", type=int, default=64)
+    train.add_argument("--blocks", type=int, default=6)
+    train.add_argument("--patch", type=int, default=None)
+    train.add_argument("--batch", type=int, default=16)
+    train.add_argument("--steps", type=int, default=100, help="steps per epoch")
+    train.add_argument("--epochs", type=int, default=400)
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--minutes", type=float, default=None, help="stop after this long (resume later)")
+    train.add_argument("--patience", type=int, default=12)
+
+    ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the nets against bicubic")
+    ev.add_argument("--scale", type=int, nargs="+", choices=(2, 6), default=[2, 6])
+    ev.add_argument("--split", choices=("validation", "training", "all"), default="validation")
+    ev.add_argument("--product", nargs="+", help="evaluate on products instead")
+    ev.add_argument("--npz", nargs="+", help="evaluate on npz stacks (im10, im20, im60) instead")
+    ev.add_argument("--level", choices=("L1C", "L2A"), default="L2A")
+    ev.add_argument("--weights-dir", default=None)
+    ev.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["block"]:
+        return _cmd_block(argv[1:])
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

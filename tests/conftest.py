@@ -1,0 +1,50 @@
+"""Shared fixtures: a SAFE product builder, tiny test weights, and the optional real data in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from s2sr.model import Architecture, WeightsManifest, build_dsen2, expected_bands, save_weights
+from s2sr.sample import SampleSpec, build_sample_product
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def build_product(tmp_path):
+    """``build_product(level=..., baseline=..., size=..., zipped=...)`` -> path of a fresh SAFE product."""
+    counter = iter(range(1000))
+
+    def build(*, zipped: bool = False, **spec) -> Path:
+        return build_sample_product(tmp_path / f"p{next(counter)}", SampleSpec(**spec), zipped=zipped)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """Small untrained nets (tail at zero: output = bicubic), fast enough for structural tests."""
+    import keras
+
+    directory = tmp_path_factory.mktemp("weights")
+    for scale in (2, 6):
+        keras.utils.set_random_seed(scale)
+        arch = Architecture(features=8, blocks=1)
+        groups, outputs = expected_bands(scale)
+        manifest = WeightsManifest(
+            name=f"dsen2_x{scale}", scale=scale, level="any", architecture=arch,
+            weights_file=f"dsen2_x{scale}.npz", sha256="", input_bands=groups, output_bands=outputs,
+            context_border=arch.required_border, placeholder=True,
+        )
+        save_weights(build_dsen2(scale, arch), manifest, directory)
+    return directory
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent (real Sentinel-2 reference data)")
+    return SHARED

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+import rasterio
+
+from s2sr.sample import SampleSpec
+
+
+def _s2sr(*args):
+    return subprocess.run([sys.executable, "-m", "s2sr.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_run_with_bbox(build_product, tmp_path):
+    from pyproj import Transformer
+
+    product = build_product(size=60, zipped=True)
+    spec = SampleSpec()
+    to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
+    west, north = to_wgs.transform(spec.origin[0] + 60, spec.origin[1] - 60)
+    east, south = to_wgs.transform(spec.origin[0] + 300, spec.origin[1] - 300)
+    out = tmp_path / "o.tif"
+    proc = _s2sr("run", product, out, "--bbox", west, south, east, north, "--tile-size", 30)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiles/min" in proc.stderr and proc.stdout.strip() == str(out)
+    with rasterio.open(out) as ds:
+        assert ds.count == 12 and all(n % 6 == 0 and 24 <= n <= 36 for n in ds.shape)
+
+
+def test_run_errors_have_exit_codes(build_product, tmp_path):
+    proc = _s2sr("run", tmp_path / "missing.SAFE", tmp_path / "o.tif")
+    assert proc.returncode == 3 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _s2sr("run", build_product(size=12), tmp_path / "o.png")
+    assert proc.returncode == 2 and "must end in .tif" in proc.stderr
+    proc = _s2sr("run", build_product(size=12), tmp_path / "o.tif", "--tile-size", 10)
+    assert proc.returncode == 2 and "multiple of 6" in proc.stderr

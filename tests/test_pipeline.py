@@ -1,0 +1,136 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+
+import s2sr
+from s2sr import inference
+from s2sr.errors import AoiError, InputParametersError
+from s2sr.sample import SampleSpec
+
+GOLDEN = Path(__file__).parent / "golden" / "output_profile.json"
+
+
+def _run(product, out, weights, **kw):
+    return s2sr.superresolve_product(product, out, weights_dir=weights, tile_size=kw.pop("tile_size", 48), **kw)
+
+
+def _profile(path: Path) -> dict:
+    with rasterio.open(path) as ds:
+        return {
+            "driver": ds.driver,
+            "dtype": ds.dtypes[0],
+            "count": ds.count,
+            "nodata": ds.nodata,
+            "shape": list(ds.shape),
+            "crs": ds.crs.to_string(),
+            "transform": list(ds.transform)[:6],
+            "descriptions": list(ds.descriptions),
+            "scales": list(ds.scales),
+            "offsets": list(ds.offsets),
+            "band_tags": [ds.tags(i)["band"] for i in range(1, ds.count + 1)],
+            "block_shapes": [list(s) for s in ds.block_shapes][:1],
+            "compress": ds.compression.name if ds.compression else None,
+            "layout": ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),
+            "overviews": ds.overviews(1),
+            "tags": {k: v for k, v in ds.tags().items() if k != "s2sr_version"},
+        }
+
+
+def test_output_metadata_matches_golden(build_product, tiny_weights, tmp_path):
+    product = build_product(size=600)
+    out = _run(product, tmp_path / "out.tif", tiny_weights, tile_size=300)
+    profile = _profile(out)
+    assert profile == json.loads(GOLDEN.read_text())
+
+
+def test_l1c_zip_sr_bands_only(build_product, tiny_weights, tmp_path):
+    product = build_product(size=48, level="L1C", baseline="03.01", naming="old", zipped=True)
+    out = _run(product, tmp_path / "sr.tif", tiny_weights, copy_original_bands=False)
+    with rasterio.open(out) as ds:
+        assert ds.count == 8
+        assert ds.descriptions[0] == "SR B1 (443 nm)" and ds.descriptions[-1] == "SR B12 (2190 nm)"
+        assert ds.tags()["processing_level"] == "L1C"
+
+
+def test_offsets_are_harmonised(build_product, tiny_weights, tmp_path):
+    new = _run(build_product(size=48, baseline="04.00"), tmp_path / "new.tif", tiny_weights)
+    old = _run(build_product(size=48, baseline="02.12"), tmp_path / "old.tif", tiny_weights)
+    with rasterio.open(new) as a, rasterio.open(old) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_nodata_and_saturation(build_product, tiny_weights, tmp_path):
+    product = build_product(size=48, saturated_pixels=2)
+    out = _run(product, tmp_path / "o.tif", tiny_weights)
+    b02 = rasterio.open(next(product.rglob("*_B02_10m.jp2"))).read(1)
+    with rasterio.open(out) as ds:
+        data = ds.read()
+    assert (data[:, b02 == 0] == 0).all(), "input nodata must be output nodata in every band"
+    valid = data[1] != 0
+    assert valid.mean() > 0.5 and (data[:, valid] > 0).all()
+    assert data[1, 0, 0] == 65535 and data[1, 0, 1] == 65535  # copied B2 saturated pixels stay saturated
+    assert (data[4, 0:2, 0:4] == 65535).all()  # B5's saturated 20 m pixels, on the 10 m grid
+
+
+def _bbox_of(spec: SampleSpec, r0, c0, r1, c1):
+    to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
+    x0, y0 = spec.origin
+    west, north = to_wgs.transform(x0 + c0 * 10, y0 - r0 * 10)
+    east, south = to_wgs.transform(x0 + c1 * 10, y0 - r1 * 10)
+    return [west, south, east, north]
+
+
+def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_weights, tmp_path):
+    spec = SampleSpec(size=120)
+    product = build_product(size=120)
+    whole = _run(product, tmp_path / "whole.tif", tiny_weights)
+    bbox = _bbox_of(spec, 40.5, 50.5, 45.5, 55.5)  # a 50 m box: smaller than one 60 m pixel
+    part = _run(product, tmp_path / "part.tif", tiny_weights, aoi=bbox, clip_to_aoi=False)
+    with rasterio.open(whole) as w, rasterio.open(part) as p:
+        win = rasterio.windows.from_bounds(*p.bounds, transform=w.transform).round_offsets().round_lengths()
+        assert p.shape[0] % 6 == 0 and p.shape[0] <= 18
+        np.testing.assert_array_equal(p.read(), w.read(window=win))
+
+
+def test_clip_to_polygon_masks_outside(build_product, tiny_weights, tmp_path):
+    spec = SampleSpec(size=96)
+    product = build_product(size=96)
+    west, south, east, north = _bbox_of(spec, 10, 10, 60, 60)
+    triangle = {"type": "Polygon", "coordinates": [[[west, north], [east, north], [west, south], [west, north]]]}
+    out = _run(product, tmp_path / "tri.tif", tiny_weights, aoi=triangle, clip_to_aoi=True)
+    with rasterio.open(out) as ds:
+        data = ds.read(2)
+    assert data[6, 6] != 0 and data[-3, -3] == 0  # inside the triangle, and beyond its diagonal
+
+
+def test_aoi_outside_the_product(build_product, tiny_weights, tmp_path):
+    with pytest.raises(AoiError, match="does not intersect"):
+        _run(build_product(size=12), tmp_path / "x.tif", tiny_weights, aoi=[-10, -10, -9, -9])
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_bad_output_name(build_product, tiny_weights, tmp_path):
+    with pytest.raises(InputParametersError, match=r"\.tif"):
+        _run(build_product(size=12), tmp_path / "x.png", tiny_weights)
+
+
+def test_failure_leaves_no_partial_output(build_product, tiny_weights, tmp_path, monkeypatch):
+    product = build_product(size=96)
+    calls = []
+    real = inference.superresolve_tile
+
+    def flaky(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real(*args)
+
+    monkeypatch.setattr("s2sr.pipeline.superresolve_tile", flaky)
+    out_dir = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _run(product, out_dir / "o.tif", tiny_weights)
+    assert list(out_dir.iterdir()) == []

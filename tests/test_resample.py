@@ -1,0 +1,34 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from s2sr.resample import block_mean, degrade, gaussian_blur, nearest_upsample, upsample
+
+
+def test_upsample_keeps_constants_and_shapes():
+    a = np.full((2, 5, 7), 1234.0, np.float32)
+    for f in (2, 6):
+        out = upsample(a, f)
+        assert out.shape == (2, 5 * f, 7 * f)
+        np.testing.assert_allclose(out, 1234.0, rtol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 1000), f=st.sampled_from([2, 6]), off=st.integers(2, 6))
+def test_upsample_of_a_window_is_the_crop_of_the_upsampled_whole(seed, f, off):
+    """Windows on the coarse grid upsample to exactly the matching crop (away from the window edge)."""
+    a = np.random.default_rng(seed).random((1, 20, 20)).astype(np.float32)
+    whole = upsample(a, f)
+    part = upsample(a[:, off : off + 10, off : off + 10], f)
+    inner = slice(2 * f, 8 * f)
+    np.testing.assert_allclose(part[:, inner, inner], whole[:, off * f + 2 * f : off * f + 8 * f, off * f + 2 * f : off * f + 8 * f], rtol=1e-5)
+
+
+def test_block_mean_inverts_nearest_upsample_and_degrade_shape():
+    a = np.random.default_rng(0).random((3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(block_mean(nearest_upsample(a, 6), 6), a, rtol=1e-6)
+    assert degrade(np.ones((2, 12, 18), np.float32), 6).shape == (2, 2, 3)
+
+
+def test_gaussian_blur_preserves_mean_of_constant():
+    np.testing.assert_allclose(gaussian_blur(np.full((1, 9, 9), 5.0, np.float32), 0.5), 5.0, rtol=1e-6)
