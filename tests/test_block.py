@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import rasterio
 from pyproj import Transformer
+from s2sr_block.params import BlockParameters
 
 from s2sr.errors import InputParametersError
 from s2sr.sample import SampleSpec
-from s2sr_block.params import BlockParameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,3 +140,17 @@ def test_wrong_input_exits_4(tmp_path):
     (input_dir / "data.json").write_text(json.dumps(fc))
     proc = _run_block(tmp_path, input_dir, {})
     assert proc.returncode == 4 and "is it a Sentinel-2 SAFE directory" in proc.stderr
+
+
+def test_manifest_is_valid_and_asks_for_a_gpu():
+    import jsonschema
+
+    manifest = json.loads((ROOT / "UP42Manifest.json").read_text())
+    schema = json.loads((ROOT / "schemas" / "up42_manifest.schema.json").read_text())
+    jsonschema.validate(manifest, schema)
+    assert manifest["type"] == "processing" and "gpu" in manifest["machine"]["type"]
+    inputs = manifest["input_capabilities"]["raster"]["up42_standard"]
+    assert (inputs["format"], inputs["sensor"], inputs["dtype"]) == ("SAFE", "Sentinel2", "uint16")
+    assert manifest["output_capabilities"]["raster"]["up42_standard"]["format"] == "GTiff"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**manifest, "_up42_specification_version": 1}, schema)

@@ -56,7 +56,7 @@ def run_block(
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         features = []
-        for n, (item, product) in enumerate(zip(items, products), start=1):
+        for n, (item, product) in enumerate(zip(items, products, strict=True), start=1):
             relative = f"{item.feature_id}/{product.name}_SR10m.tif"
             target = output_dir / relative
             log(f"feature {n}/{len(items)}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")

@@ -146,7 +146,7 @@ def superresolve_tile(nets: Nets, read: Reader, raster: Window, tile: Window) ->
     after = (context.row_stop - inside.row_stop, context.col_stop - inside.col_stop)
     groups = read(inside)
     padded = []
-    for group, factor in zip(groups, (1, 2, 6)):
+    for group, factor in zip(groups, (1, 2, 6), strict=True):
         if group is None:
             padded.append(None)
             continue

@@ -19,7 +19,7 @@ from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .errors import InputParametersError, NoOutputError
 from .inference import load_nets, superresolve_tile
 from .product import ProductReader, open_product
-from .tiling import Window, tiles_covering
+from .tiling import tiles_covering
 from .writer import CogWriter, to_dn
 
 DEFAULT_TILE_SIZE = 996  # 10 m pixels; a multiple of 6. With the 30 px border a tile reads 1056 px square.

@@ -70,7 +70,7 @@ def sample_patches(
         c = rng.integers(0, pair.size[1] - size + 1)
         k, flip = rng.integers(0, 4), rng.integers(0, 2)
 
-        def aug(a):
+        def aug(a, r=r, c=c, k=k, flip=flip):
             a = np.rot90(a[:, r : r + size, c : c + size], k, axes=(1, 2))
             return (a[:, :, ::-1] if flip else a).transpose(1, 2, 0)
 

@@ -1,0 +1,39 @@
+# s2sr: `make demo` and `make test` set everything up on a fresh machine (Python 3.10+ with venv).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+IMAGE ?= localhost/s2sr:latest
+
+.PHONY: install demo test lint bench build e2e clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install -r requirements.txt -r requirements-dev.txt
+	$(PIP) install --no-deps -r requirements-train.txt
+	$(PIP) install --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/s2sr demo --output-dir out/demo
+
+lint: install
+	$(VENV)/bin/ruff check src blocks tests bench
+	$(VENV)/bin/hadolint Dockerfile
+
+test: lint
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) bench/bench.py
+
+build:
+	bash ci/container.sh build $(IMAGE)
+
+e2e:
+	bash ci/container.sh e2e $(IMAGE)
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,56 @@
+import json
+
+import numpy as np
+
+from s2sr.resample import block_mean
+from s2sr.sample import SampleSpec, _reflectance
+from s2sr.training import metrics
+from s2sr.training.sources import make_scene
+from s2sr.training.train import TrainConfig, train
+from s2sr.training.wald import sample_patches, wald_pair
+
+
+def _scene(name, size=216, seed=0):
+    refl = _reflectance(SampleSpec(size=size, seed=seed)) * 10000
+    im10 = refl[[1, 2, 3, 7]]
+    im20 = block_mean(refl[[4, 5, 6, 8, 11, 12]], 2)
+    im60 = block_mean(refl[[0, 9]], 6)
+    return make_scene(name, "synthetic", "L2A", im10, im20, im60)
+
+
+def test_make_scene_crops_to_whole_60m_pixels():
+    s = make_scene("x", "t", "L1C", np.ones((4, 100, 97)), np.ones((6, 50, 49)), np.ones((2, 17, 16)), offset=-1000)
+    assert s.im10.shape == (4, 96, 96) and s.im20.shape == (6, 48, 48) and s.im60.shape == (2, 16, 16)
+    assert (s.im10 == -999).all()
+
+
+def test_wald_pairs_and_patches():
+    scene = _scene("a")
+    p2, p6 = wald_pair(scene, 2), wald_pair(scene, 6)
+    assert [a.shape for a in p2.inputs] == [(4, 108, 108), (6, 108, 108)] and p2.target.shape == (6, 108, 108)
+    assert [a.shape for a in p6.inputs] == [(4, 36, 36), (6, 36, 36), (2, 36, 36)] and p6.target.shape == (2, 36, 36)
+    assert wald_pair(_scene("small", 96), 6) is None
+    xs, y = sample_patches([p2], 5, 24, np.random.default_rng(0))
+    assert [x.shape for x in xs] == [(5, 24, 24, 4), (5, 24, 24, 6)] and y.shape == (5, 24, 24, 6)
+
+
+def test_metrics_of_a_perfect_and_a_biased_prediction():
+    t = np.random.default_rng(0).uniform(100, 3000, (3, 20, 20))
+    perfect = metrics.summary(t, t, 2)
+    assert perfect["rmse"] == 0 and perfect["sam"] < 1e-5 and abs(perfect["uiq"] - 1) < 1e-9 and perfect["ergas"] == 0
+    biased = metrics.summary(t + 100, t, 2)
+    assert abs(biased["rmse"] - 100) < 1e-9 and biased["sre"] < 30 and biased["uiq"] < 1
+
+
+def test_train_checkpoints_and_resumes(tmp_path):
+    scenes = [_scene("train", seed=1), _scene("val", seed=2)]
+    cfg = TrainConfig(scale=2, run_dir=tmp_path / "run", features=8, blocks=1, patch=24, batch=4,
+                      steps_per_epoch=2, epochs=1, validation_scenes=("val",))
+    logs = []
+    first = train(cfg, scenes, logs.append)
+    assert first.training["validation_scenes"] == ["val"] and first.training["training_scenes"] == ["train"]
+    assert (tmp_path / "run" / "best" / "dsen2_x2.npz").is_file()
+    second = train(TrainConfig(**{**cfg.__dict__, "epochs": 2}), scenes, logs.append)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["epoch"] == 2 and any("resumed at epoch 1" in line for line in logs)
+    assert second.training["validation_rmse_ratio_mean"] <= first.training["validation_rmse_ratio_mean"]
