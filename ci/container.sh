@@ -61,9 +61,8 @@ build() {
 
 e2e() {
   build
-  local work
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  trap 'rm -rf "${work:-}"' EXIT
   .venv/bin/python ci/e2e_check.py prepare "$work"
   chmod -R a+rwX "$work"
   local params

@@ -43,7 +43,7 @@ def check(work: Path) -> None:
         assert ds.descriptions[0] == "SR B1 (443 nm)" and ds.descriptions[1] == "B2 (490 nm)"
         assert ds.descriptions[-1] == "SR B12 (2190 nm)"
         data = ds.read()
-        assert (data > 0).mean() > 0.9
+        assert (data > 0).mean() > 0.7  # the reprojected bbox, clipped inside its 60 m-aligned window
     assert (work / "quicklooks" / "e2e-1.png").is_file()
     print("e2e: output checked:", feature["properties"]["up42.data_path"])
 

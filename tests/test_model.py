@@ -1,5 +1,6 @@
 """Shipped weights: manifests, checksums, and that they beat bicubic on real held-back imagery."""
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -60,7 +61,8 @@ def _held_back_scenes():
 @pytest.mark.parametrize("scale", [2, 6])
 def test_shipped_nets_beat_bicubic_on_held_back_real_patches(scale):
     """Real BigEarthNet L2A patches (PyPI bigearthnet-common) that training never saw."""
-    pytest.importorskip("bigearthnet_common", reason="training-only dependency bigearthnet-common not installed")
+    if importlib.util.find_spec("bigearthnet_common") is None:  # data only: installed --no-deps, never imported
+        pytest.skip("training-only dependency bigearthnet-common not installed")
     manifest = load_manifest(f"dsen2_x{scale}", WEIGHTS)
     if manifest.placeholder:
         pytest.skip("weights are untrained placeholders")
