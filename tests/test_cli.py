@@ -33,3 +33,21 @@ def test_run_errors_have_exit_codes(build_product, tmp_path):
     assert proc.returncode == 2 and "must end in .tif" in proc.stderr
     proc = _s2sr("run", build_product(size=12), tmp_path / "o.tif", "--tile-size", 10)
     assert proc.returncode == 2 and "multiple of 6" in proc.stderr
+
+
+def test_evaluate_on_an_array_stack_and_a_product(build_product, tiny_weights, tmp_path):
+    import numpy as np
+
+    from s2sr.resample import block_mean
+    from s2sr.sample import _reflectance
+
+    refl = _reflectance(SampleSpec(size=216)) * 10000
+    npz = tmp_path / "stack.npz"
+    np.savez(npz, im10=refl[[1, 2, 3, 7]], im20=block_mean(refl[[4, 5, 6, 8, 11, 12]], 2), im60=block_mean(refl[[0, 9]], 6))
+    proc = _s2sr("evaluate", "--npz", npz, "--weights-dir", tiny_weights)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| stack")]
+    assert len(rows) == 4 and "| x2 | bicubic |" in rows[0] and "| x6 | dsen2 |" in rows[3]
+    proc = _s2sr("evaluate", "--product", build_product(size=216), "--scale", "2", "--weights-dir", tiny_weights)
+    assert proc.returncode == 0, proc.stderr
+    assert "| x2 | dsen2 |" in proc.stdout

@@ -81,6 +81,8 @@ def run_block(
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
+            if path.parent not in (output_dir, quicklook_dir) and path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
         raise
     log(f"wrote {len(features)} file(s) and {data_json}")
     return data_json

@@ -18,33 +18,27 @@ def _log(message: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from s2sr_block.entrypoint import exit_code_for
-
-    from .errors import InputParametersError, S2srError
+    from .errors import InputParametersError
     from .pipeline import superresolve_product
     from .progress import ProgressReporter
 
-    try:
-        aoi = None
-        if args.bbox:
-            aoi = list(args.bbox)
-        elif args.aoi:
-            try:
-                aoi = json.loads(Path(args.aoi).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise InputParametersError(f"--aoi {args.aoi}: cannot read GeoJSON ({exc})") from None
-        out = superresolve_product(
-            args.product,
-            args.output,
-            aoi=aoi,
-            clip_to_aoi=not args.no_clip,
-            copy_original_bands=not args.no_copy_original_bands,
-            tile_size=args.tile_size,
-            progress=ProgressReporter(_log),
-        )
-    except S2srError as exc:
-        _log(f"error: {exc}")
-        return exit_code_for(exc)
+    aoi = None
+    if args.bbox:
+        aoi = list(args.bbox)
+    elif args.aoi:
+        try:
+            aoi = json.loads(Path(args.aoi).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputParametersError(f"--aoi {args.aoi}: cannot read GeoJSON ({exc})") from None
+    out = superresolve_product(
+        args.product,
+        args.output,
+        aoi=aoi,
+        clip_to_aoi=not args.no_clip,
+        copy_original_bands=not args.no_copy_original_bands,
+        tile_size=args.tile_size,
+        progress=ProgressReporter(_log),
+    )
     print(out)
     return 0
 
@@ -126,6 +120,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     manifest = train(cfg, scenes, log=_log)
     _log(f"best weights: {Path(args.run_dir) / 'best'} (val RMSE/bicubic {manifest.training['validation_rmse_ratio_mean']:.3f})")
+    if args.ship:
+        from .training.train import ship
+
+        shipped = ship(Path(args.run_dir), Path(args.ship))
+        _log(f"shipped {shipped.name} to {args.ship}")
     return 0
 
 
@@ -186,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--minutes", type=float, default=None, help="stop after this long (resume later)")
     train.add_argument("--patience", type=int, default=12)
+    train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
 
     ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the nets against bicubic")
     ev.add_argument("--scale", type=int, nargs="+", choices=(2, 6), default=[2, 6])
@@ -204,7 +204,15 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_block(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"run": _cmd_run, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
-    return handlers[args.command](args)
+    from s2sr_block.entrypoint import exit_code_for
+
+    from .errors import S2srError
+
+    try:
+        return handlers[args.command](args)
+    except S2srError as exc:
+        _log(f"error: {exc}")
+        return exit_code_for(exc)
 
 
 if __name__ == "__main__":

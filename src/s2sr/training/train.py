@@ -143,3 +143,20 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
     from .. import model as model_module
 
     return model_module.load_manifest(f"dsen2_x{cfg.scale}", cfg.run_dir / "best")
+
+
+def ship(run_dir: Path, weights_dir: Path) -> WeightsManifest:
+    """Copy a run's best weights into ``weights_dir`` with their manifest (sha256 re-checked)."""
+    import shutil
+
+    from ..model import load_manifest, sha256_of
+
+    manifest = load_manifest(next((run_dir / "best").glob("*.json")).stem, run_dir / "best")
+    source = run_dir / "best" / manifest.weights_file
+    if sha256_of(source) != manifest.sha256:
+        raise ValueError(f"{source}: sha256 does not match its manifest")
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, weights_dir / manifest.weights_file)
+    final = WeightsManifest(**{**manifest.__dict__, "context_border": manifest.architecture.required_border, "placeholder": False})
+    (weights_dir / f"{manifest.name}.json").write_text(final.to_json())
+    return final
