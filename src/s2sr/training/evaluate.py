@@ -23,6 +23,7 @@ class Row:
     scale: int
     method: str
     metrics: dict
+    level: str = ""
 
 
 def evaluate_scenes(scenes: list[Scene], scales=(2, 6), level: str = "L2A", weights_dir: Path | None = None) -> list[Row]:
@@ -34,20 +35,24 @@ def evaluate_scenes(scenes: list[Scene], scales=(2, 6), level: str = "L2A", weig
             pair = wald_pair(scene, scale)
             if pair is None:
                 continue
-            rows.append(Row(scene.name, scale, "bicubic", summary(bicubic_baseline(pair), pair.target, scale)))
+            rows.append(Row(scene.name, scale, "bicubic", summary(bicubic_baseline(pair), pair.target, scale), scene.level))
             pred = predict_pair(net.model, pair, net.manifest.divide_by)
-            rows.append(Row(scene.name, scale, "dsen2", summary(pred, pair.target, scale)))
+            rows.append(Row(scene.name, scale, "dsen2", summary(pred, pair.target, scale), scene.level))
     return rows
 
 
 def mean_rows(rows: list[Row]) -> list[Row]:
-    """Per scale and method, the mean of each metric over scenes."""
+    """Per scale, product level (and all levels) and method, the mean of each metric over scenes."""
     out = []
+    levels = sorted({r.level for r in rows})
+    groups = [(lv, [lv]) for lv in levels] + ([("all", levels)] if len(levels) > 1 else [])
     for scale in sorted({r.scale for r in rows}):
-        for method in ("bicubic", "dsen2"):
-            sel = [r.metrics for r in rows if r.scale == scale and r.method == method]
-            if sel:
-                out.append(Row(f"mean of {len(sel)}", scale, method, {m: float(np.mean([s[m] for s in sel])) for m in METRICS}))
+        for name, members in groups:
+            for method in ("bicubic", "dsen2"):
+                sel = [r.metrics for r in rows if r.scale == scale and r.method == method and r.level in members]
+                if sel:
+                    mean = {m: float(np.mean([s[m] for s in sel])) for m in METRICS}
+                    out.append(Row(f"mean of {len(sel)} ({name})", scale, method, mean, name))
     return out
 
 
