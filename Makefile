@@ -20,7 +20,7 @@ demo: install
 	$(VENV)/bin/s2sr demo --output-dir out/demo
 
 lint: install
-	$(VENV)/bin/ruff check src blocks tests bench
+	$(VENV)/bin/ruff check src blocks tests bench ci
 	$(VENV)/bin/hadolint Dockerfile
 
 test: lint

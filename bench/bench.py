@@ -38,7 +38,7 @@ def main() -> int:
     start = time.perf_counter()
     s2sr.superresolve(b10, b20, b60, tile_size=side)
     seconds = time.perf_counter() - start
-    tiles_per_product = -(-10980 // tile) ** 2
+    tiles_per_product = (-(-10980 // tile)) ** 2
     print(f"nets: {arch.features} features, {arch.blocks} blocks; tile {tile} px + {nets.border} px border")
     print(f"one tile ({side} x {side} px read): {seconds:.1f} s, {side * side / seconds / 1e6:.2f} Mpx/s")
     print(f"whole 10980 x 10980 product ({tiles_per_product} tiles): about {seconds * tiles_per_product / 60:.0f} min here")
