@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import rasterio
-from pyproj import Transformer
 
 from s2sr.sample import SampleSpec, build_sample_product
 
@@ -21,11 +20,7 @@ def prepare(work: Path) -> None:
     fc = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": "e2e-1", "geometry": None, "properties": {"up42.data_path": product.name}}]}
     (work / "input" / "data.json").write_text(json.dumps(fc))
-    to_wgs = Transformer.from_crs(SPEC.epsg, 4326, always_xy=True)
-    x0, y0 = SPEC.origin
-    west, north = to_wgs.transform(x0 + 200, y0 - 200)
-    east, south = to_wgs.transform(x0 + 800, y0 - 800)
-    params = {"bbox": [west, south, east, north], "clip_to_aoi": True, "copy_original_bands": True}
+    params = {"bbox": SPEC.wgs84_bbox(20, 20, 80, 80), "clip_to_aoi": True, "copy_original_bands": True}
     (work / "params.json").write_text(json.dumps(params))
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from pyproj import Transformer
 from s2sr_block.params import BlockParameters
 
 from s2sr.errors import InputParametersError
@@ -72,17 +71,9 @@ def _run_block(tmp_path: Path, input_dir: Path, params: dict | str) -> subproces
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _bbox(spec: SampleSpec, r0, c0, r1, c1):
-    to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
-    x0, y0 = spec.origin
-    west, north = to_wgs.transform(x0 + c0 * 10, y0 - r0 * 10)
-    east, south = to_wgs.transform(x0 + c1 * 10, y0 - r1 * 10)
-    return [west, south, east, north]
-
-
 def test_block_end_to_end_with_the_product_page_parameters(tmp_path, build_product):
     input_dir = _input_dir(tmp_path, build_product, n=2, size=72)
-    bbox = _bbox(SampleSpec(), 12, 12, 40, 40)
+    bbox = SampleSpec().wgs84_bbox(12, 12, 40, 40)
     proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True, "copy_original_bands": True})
     assert proc.returncode == 0, proc.stderr
     assert "tile 1/1" in proc.stderr

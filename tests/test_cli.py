@@ -11,13 +11,8 @@ def _s2sr(*args):
 
 
 def test_run_with_bbox(build_product, tmp_path):
-    from pyproj import Transformer
-
     product = build_product(size=60, zipped=True)
-    spec = SampleSpec()
-    to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
-    west, north = to_wgs.transform(spec.origin[0] + 60, spec.origin[1] - 60)
-    east, south = to_wgs.transform(spec.origin[0] + 300, spec.origin[1] - 300)
+    west, south, east, north = SampleSpec().wgs84_bbox(6, 6, 30, 30)
     out = tmp_path / "o.tif"
     proc = _s2sr("run", product, out, "--bbox", west, south, east, north, "--tile-size", 30)
     assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from pyproj import Transformer
 
 import s2sr
 from s2sr import inference
@@ -76,19 +75,11 @@ def test_nodata_and_saturation(build_product, tiny_weights, tmp_path):
     assert (data[4, 0:2, 0:4] == 65535).all()  # B5's saturated 20 m pixels, on the 10 m grid
 
 
-def _bbox_of(spec: SampleSpec, r0, c0, r1, c1):
-    to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
-    x0, y0 = spec.origin
-    west, north = to_wgs.transform(x0 + c0 * 10, y0 - r0 * 10)
-    east, south = to_wgs.transform(x0 + c1 * 10, y0 - r1 * 10)
-    return [west, south, east, north]
-
-
 def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_weights, tmp_path):
     spec = SampleSpec(size=120)
     product = build_product(size=120)
     whole = _run(product, tmp_path / "whole.tif", tiny_weights)
-    bbox = _bbox_of(spec, 40.5, 50.5, 45.5, 55.5)  # a 50 m box: smaller than one 60 m pixel
+    bbox = spec.wgs84_bbox(40.5, 50.5, 45.5, 55.5)  # a 50 m box: smaller than one 60 m pixel
     part = _run(product, tmp_path / "part.tif", tiny_weights, aoi=bbox, clip_to_aoi=False)
     with rasterio.open(whole) as w, rasterio.open(part) as p:
         win = rasterio.windows.from_bounds(*p.bounds, transform=w.transform).round_offsets().round_lengths()
@@ -99,7 +90,7 @@ def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_wei
 def test_clip_to_polygon_masks_outside(build_product, tiny_weights, tmp_path):
     spec = SampleSpec(size=96)
     product = build_product(size=96)
-    west, south, east, north = _bbox_of(spec, 10, 10, 60, 60)
+    west, south, east, north = spec.wgs84_bbox(10, 10, 60, 60)
     triangle = {"type": "Polygon", "coordinates": [[[west, north], [east, north], [west, south], [west, north]]]}
     out = _run(product, tmp_path / "tri.tif", tiny_weights, aoi=triangle, clip_to_aoi=True)
     with rasterio.open(out) as ds:

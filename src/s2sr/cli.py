@@ -73,13 +73,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         }
         (work / "input" / "data.json").write_text(json.dumps(fc))
         # An AOI of the sample's upper-left 1.4 km, as the product page's bbox example does for a real scene.
-        from pyproj import Transformer
-
-        to_wgs = Transformer.from_crs(spec.epsg, 4326, always_xy=True)
-        x0, y0 = spec.origin
-        west, north = to_wgs.transform(x0 + 100, y0 - 100)
-        east, south = to_wgs.transform(x0 + 1500, y0 - 1500)
-        params = {**DEMO_PARAMETERS, "bbox": [west, south, east, north]}
+        params = {**DEMO_PARAMETERS, "bbox": spec.wgs84_bbox(10, 10, 150, 150)}
         _log(f"sample product (synthetic imagery, real SAFE layout and JP2s): {product}")
         _log(f"UP42_TASK_PARAMETERS={json.dumps(params)}")
         weights = [load_manifest(n, default_weights_dir()) for n in ("dsen2_x2", "dsen2_x6")]

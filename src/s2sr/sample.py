@@ -51,6 +51,16 @@ class SampleSpec:
     def offset(self) -> int:
         return 1000 if self.baseline >= "04.00" else 0
 
+    def wgs84_bbox(self, row0: float, col0: float, row1: float, col1: float) -> list[float]:
+        """``[west, south, east, north]`` of a pixel rectangle of the 10 m grid, for AOI examples."""
+        from pyproj import Transformer
+
+        to_wgs = Transformer.from_crs(self.epsg, 4326, always_xy=True)
+        x0, y0 = self.origin
+        west, north = to_wgs.transform(x0 + col0 * 10, y0 - row0 * 10)
+        east, south = to_wgs.transform(x0 + col1 * 10, y0 - row1 * 10)
+        return [west, south, east, north]
+
     @property
     def product_name(self) -> str:
         kind = "MSIL2A" if self.level == "L2A" else "MSIL1C"
