@@ -92,7 +92,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .model import save_weights  # noqa: F401 - fail early if the package is broken
     from .training.sources import all_scenes
     from .training.train import TrainConfig, train
 

@@ -8,7 +8,6 @@ number of 60 m pixels. Sources that are missing (package not installed, ../share
 from __future__ import annotations
 
 import importlib.util
-import io
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,8 +129,7 @@ def decimated_tile(directory: Path) -> Iterator[Scene]:
         return
     files = {b: directory / f"{file_token(b)}.tif" for b in BANDS_10M + BANDS_20M + BANDS_60M}
     if all(p.is_file() for p in files.values()):
-        with io.StringIO():
-            yield make_scene(directory.name, "decimated-tile", "L2A", *_read_band_files(files))
+        yield make_scene(directory.name, "decimated-tile", "L2A", *_read_band_files(files))
 
 
 def all_scenes(shared_data: Path | None) -> list[Scene]:
