@@ -18,8 +18,8 @@ def build_product(tmp_path):
     """``build_product(level=..., baseline=..., size=..., zipped=...)`` -> path of a fresh SAFE product."""
     counter = iter(range(1000))
 
-    def build(*, zipped: bool = False, **spec) -> Path:
-        return build_sample_product(tmp_path / f"p{next(counter)}", SampleSpec(**spec), zipped=zipped)
+    def build(*, zipped: bool = False, flat_zip: bool = False, **spec) -> Path:
+        return build_sample_product(tmp_path / f"p{next(counter)}", SampleSpec(**spec), zipped=zipped, flat_zip=flat_zip)
 
     return build
 

@@ -24,7 +24,7 @@ def test_shapes_and_types(h, w, tiny_weights):
 
 def test_untrained_nets_return_bicubic_inside(tiny_weights):
     b10, b20, b60 = _arrays(60, 60)
-    out = s2sr.superresolve(b10, b20, b60, weights_dir=tiny_weights)
+    out = s2sr.superresolve(b10, b20, b60, weights_dir=tiny_weights, consistency=False)
     inner = slice(12, 48)
     np.testing.assert_allclose(out.b20[:, inner, inner], upsample(b20, 2)[:, inner, inner], rtol=1e-5, atol=0.05)
     np.testing.assert_allclose(out.b60[:, inner, inner], upsample(b60, 6)[:, inner, inner], rtol=1e-5, atol=0.05)

@@ -36,13 +36,14 @@ def test_evaluate_on_an_array_stack_and_a_product(build_product, tiny_weights, t
     from s2sr.resample import block_mean
     from s2sr.sample import _reflectance
 
-    refl = _reflectance(SampleSpec(size=216)) * 10000
+    refl = _reflectance(SampleSpec(size=432)) * 10000  # x6 is judged on scenes of 400 px or more only
     npz = tmp_path / "stack.npz"
     np.savez(npz, im10=refl[[1, 2, 3, 7]], im20=block_mean(refl[[4, 5, 6, 8, 11, 12]], 2), im60=block_mean(refl[[0, 9]], 6))
     proc = _s2sr("evaluate", "--npz", npz, "--weights-dir", tiny_weights)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| stack")]
-    assert len(rows) == 4 and "| x2 | bicubic |" in rows[0] and "| x6 | dsen2 |" in rows[3]
+    assert len(rows) == 6 and "| x2 | bicubic |" in rows[0] and "| x6 | s2sr |" in rows[5]
+    assert "| pooled over 1 L2A scenes | L2A | x2 | s2sr |" in proc.stdout
     proc = _s2sr("evaluate", "--product", build_product(size=216), "--scale", "2", "--weights-dir", tiny_weights)
     assert proc.returncode == 0, proc.stderr
-    assert "| x2 | dsen2 |" in proc.stdout
+    assert "| x2 | dsen2 net only |" in proc.stdout and "| x2 | s2sr |" in proc.stdout

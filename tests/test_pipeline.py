@@ -47,7 +47,7 @@ def test_output_metadata_matches_golden(build_product, tiny_weights, tmp_path):
 
 
 def test_l1c_zip_sr_bands_only(build_product, tiny_weights, tmp_path):
-    product = build_product(size=48, level="L1C", baseline="03.01", naming="old", zipped=True)
+    product = build_product(size=48, level="L1C", baseline="02.04", naming="old", zipped=True)
     out = _run(product, tmp_path / "sr.tif", tiny_weights, copy_original_bands=False)
     with rasterio.open(out) as ds:
         assert ds.count == 8

@@ -14,8 +14,8 @@ from s2sr.tiling import Window
         dict(level="L2A", baseline="04.00"),
         dict(level="L2A", baseline="02.12"),
         dict(level="L1C", baseline="04.00"),
-        dict(level="L1C", baseline="03.01", naming="old"),
-        dict(level="L2A", baseline="05.09", naming="old"),
+        dict(level="L1C", baseline="02.01", naming="old"),
+        dict(level="L1C", baseline="05.09"),
     ],
 )
 @pytest.mark.parametrize("zipped", [False, True])
@@ -85,3 +85,54 @@ def test_real_r60m_jp2_harmonise_with_the_product_offsets(shared_data):
     group = BandGroup.from_dn(dn, [md.offset("B1")], md.quantification)
     assert group.valid.any()
     np.testing.assert_array_equal(group.values[0][group.valid], dn[0][group.valid].astype(np.float32) - 1000)
+
+
+def test_old_format_product_has_its_real_layout(build_product):
+    """Dec 2015 - Dec 2016: S2A_OPER_MTD_SAFL1C_PDMC_*.xml beside long OPER granule and band names."""
+    safe = build_product(size=24, level="L1C", baseline="02.01", naming="old")
+    assert safe.name.startswith("S2A_OPER_PRD_MSIL1C_PDMC_")
+    assert [p.name[:25] for p in safe.glob("*.xml")] == ["S2A_OPER_MTD_SAFL1C_PDMC_"]
+    assert next(safe.rglob("*_B8A.jp2")).name.startswith("S2A_OPER_MSI_L1C_TL_SGS__")
+    product = open_product(safe)
+    assert product.level == "L1C" and product.name == safe.stem
+    assert open_product(next(safe.glob("*.xml"))).band_paths == product.band_paths
+
+
+def test_zip_without_safe_folder_reads(build_product):
+    flat = open_product(build_product(size=24, zipped=True, flat_zip=True))
+    nested = open_product(build_product(size=24, zipped=True))
+    assert flat.name == nested.name and sorted(flat.band_paths) == sorted(nested.band_paths)
+    with ProductReader(flat) as a, ProductReader(nested) as b:
+        np.testing.assert_array_equal(a.read(Window(0, 0, 24, 24))[1].values, b.read(Window(0, 0, 24, 24))[1].values)
+
+
+def test_delivery_folder_holding_one_product(build_product, tmp_path):
+    """UP42's data blocks put each product into a folder of its own and point data_path at the folder."""
+    safe = build_product(size=24)
+    folder = safe.parent
+    assert open_product(folder).band_paths == open_product(safe).band_paths
+    zipped = build_product(size=24, zipped=True)
+    assert open_product(zipped.parent).source == zipped
+    # a second product beside the first is ambiguous
+    (folder / "other.SAFE").mkdir()
+    with pytest.raises(ProductError, match="holds 2 products"):
+        open_product(folder)
+
+
+def test_truncated_jp2_is_a_product_error_naming_the_file(build_product):
+    safe = build_product(size=48)
+    jp2 = next(safe.rglob("*_B05_20m.jp2"))
+    jp2.write_bytes(jp2.read_bytes()[: jp2.stat().st_size // 2])
+    with pytest.raises(ProductError, match=r"B05_20m\.jp2"):
+        with ProductReader(open_product(safe)) as reader:
+            reader.read(Window(0, 0, 48, 48))
+
+
+def test_baseline_0400_without_offsets_is_refused(build_product):
+    safe = build_product(size=12, baseline="04.00")
+    mtd = safe / "MTD_MSIL2A.xml"
+    text = mtd.read_text()
+    start, end = text.index("<BOA_ADD_OFFSET_VALUES_LIST>"), text.index("</BOA_ADD_OFFSET_VALUES_LIST>")
+    mtd.write_text(text[:start] + text[end + len("</BOA_ADD_OFFSET_VALUES_LIST>"):])
+    with pytest.raises(ProductError, match=r"MTD_MSIL2A\.xml: processing baseline 04\.00 .* BOA_ADD_OFFSET is missing for B1"):
+        open_product(safe)

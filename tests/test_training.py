@@ -53,4 +53,4 @@ def test_train_checkpoints_and_resumes(tmp_path):
     second = train(TrainConfig(**{**cfg.__dict__, "epochs": 2}), scenes, logs.append)
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["epoch"] == 2 and any("resumed at epoch 1" in line for line in logs)
-    assert second.training["validation_rmse_ratio_mean"] <= first.training["validation_rmse_ratio_mean"]
+    assert second.training["validation_rmse_ratio_pooled"] <= first.training["validation_rmse_ratio_pooled"]

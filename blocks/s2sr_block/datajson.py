@@ -44,30 +44,47 @@ def read_input(input_dir: Path) -> tuple[dict, list[InputItem]]:
     if not features:
         raise NoInputError(f"{path} holds no features; nothing to process")
     items = []
+    root = input_dir.resolve()
+    taken: set[str] = set()
     for i, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            raise ProductError(f"feature {i} of {path} is not a GeoJSON Feature")
         props = feature.get("properties") or {}
         data_path = props.get(DATA_PATH)
-        if not data_path:
+        if not data_path or not isinstance(data_path, str):
             raise ProductError(f"feature {i} of {path} has no properties['{DATA_PATH}']; the upstream block must set it")
         product = input_dir / data_path
+        if not product.resolve().is_relative_to(root):
+            raise ProductError(
+                f"feature {i}: '{DATA_PATH}' = {data_path!r} leads outside {input_dir}; the block reads only below its input folder"
+            )
         if not product.exists():
             raise NoInputError(f"feature {i}: product {product} ('{DATA_PATH}' = {data_path!r}) does not exist")
-        items.append(InputItem(feature, _safe_id(feature.get("id") or props.get("id"), i), product))
+        items.append(InputItem(feature, _unique(_safe_id(feature.get("id") or props.get("id"), i), taken), product))
     return fc, items
 
 
-def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], aoi: Any | None) -> dict:
-    """The input feature pointing at the new file; geometry and bbox set to the AOI when clipped."""
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... when an earlier feature already maps to it (case-insensitively)."""
+    candidate, n = name, 1
+    while candidate.lower() in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    taken.add(candidate.lower())
+    return candidate
+
+
+def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], footprint: Any | None) -> dict:
+    """The input feature pointing at the new file; geometry and bbox are the footprint of what was written."""
+    from s2sr.footprint import as_feature_geometry
+
     feature = copy.deepcopy(item.feature)
     props = feature.setdefault("properties", {})
     props[DATA_PATH] = data_path
     props["s2sr.bands"] = list(bands)
     props["s2sr.resolution_m"] = 10
-    if aoi is not None:
-        from shapely.geometry import mapping
-
-        feature["geometry"] = json.loads(json.dumps(mapping(aoi)))
-        feature["bbox"] = list(aoi.bounds)
+    if footprint is not None:
+        feature["geometry"], feature["bbox"] = as_feature_geometry(footprint)
     return feature
 
 

@@ -12,10 +12,13 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from s2sr.bands import output_bands
-from s2sr.errors import InputParametersError, NoInputError, NoOutputError, ProductError, S2srError
-from s2sr.pipeline import superresolve_product
+from s2sr.errors import AoiError, InputParametersError, NoInputError, NoOutputError, ProductError, S2srError
+from s2sr.footprint import raster_footprint
+from s2sr.model import compute_device
+from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
 from s2sr.progress import ProgressReporter
 
@@ -47,36 +50,60 @@ def run_block(
     log: Callable[[str], None],
     tile_size: int | None = None,
 ) -> Path:
-    """Process every feature; returns the output data.json. Removes its outputs if anything fails."""
+    """Process every feature; returns the output data.json. Removes its outputs if anything fails.
+
+    Products the AOI misses (or, with ``contains``, does not lie wholly inside) and products whose AOI holds
+    only nodata are skipped with a log line; the run fails only when no product yields an output.
+    """
     input_fc, items = read_input(input_dir)
     products = [open_product(item.product) for item in items]  # fail on a bad product before any work
     aoi = params.aoi
     bands = output_bands(params.copy_original_bands)
+    log(f"nets: {compute_device()}")
     written: list[Path] = []
+    missed, empty = [], []
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         features = []
         for n, (item, product) in enumerate(zip(items, products, strict=True), start=1):
+            label = f"feature {n}/{len(items)}"
+            log(f"{label}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
+            if params.contains is not None:
+                footprint = product_footprint(item.product)
+                if footprint is None or not footprint.contains(aoi):
+                    log(f"{label}: skipped, its data footprint does not hold the whole AOI (contains)")
+                    missed.append(product.name)
+                    continue
             relative = f"{item.feature_id}/{product.name}_SR10m.tif"
             target = output_dir / relative
-            log(f"feature {n}/{len(items)}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
             extra = {"tile_size": tile_size} if tile_size else {}
+            try:
+                superresolve_product(
+                    item.product,
+                    target,
+                    aoi=aoi,
+                    clip_to_aoi=params.clip_to_aoi,
+                    copy_original_bands=params.copy_original_bands,
+                    progress=ProgressReporter(log, label),
+                    **extra,
+                )
+            except AoiError as exc:
+                log(f"{label}: skipped, {exc}")
+                missed.append(product.name)
+                continue
+            except NoOutputError as exc:
+                log(f"{label}: skipped, {exc}")
+                empty.append(product.name)
+                continue
             written.append(target)
-            superresolve_product(
-                item.product,
-                target,
-                aoi=aoi,
-                clip_to_aoi=params.clip_to_aoi,
-                copy_original_bands=params.copy_original_bands,
-                progress=ProgressReporter(log, f"feature {n}/{len(items)}"),
-                **extra,
-            )
             quicklook = quicklook_dir / f"{item.feature_id}.png"
             written.append(quicklook)
             write_quicklook(target, quicklook)
-            features.append(output_feature(item, relative, bands, aoi if params.clip_to_aoi else None))
+            features.append(output_feature(item, relative, bands, written_footprint(target, aoi)))
         if not features:
-            raise NoOutputError("no feature produced an output")
+            if empty:
+                raise NoOutputError(f"no product holds valid pixels in the AOI ({', '.join(empty)} hold only nodata there)")
+            raise AoiError(f"the AOI overlaps none of the {len(items)} product(s); give an AOI inside their footprints")
         data_json = write_output(output_dir, input_fc, features)
     except BaseException:
         for path in written:
@@ -84,8 +111,17 @@ def run_block(
             if path.parent not in (output_dir, quicklook_dir) and path.parent.is_dir() and not any(path.parent.iterdir()):
                 path.parent.rmdir()
         raise
-    log(f"wrote {len(features)} file(s) and {data_json}")
+    log(f"wrote {len(features)} file(s) and {data_json}" + (f"; skipped {len(missed) + len(empty)}" if missed or empty else ""))
     return data_json
+
+
+def written_footprint(tif: Path, aoi: Any | None) -> Any | None:
+    """Where ``tif`` holds data, cut to the AOI's exact outline when there is one (WGS84)."""
+    footprint = raster_footprint(tif)
+    if footprint is None or aoi is None:
+        return footprint
+    cut = footprint.intersection(aoi)
+    return footprint if cut.is_empty else cut
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -67,6 +67,16 @@ def to_crs(geom: Any, crs: Any) -> Any:
     return shapely.ops.transform(transformer.transform, dense)
 
 
+def from_crs(geom: Any, crs: Any) -> Any:
+    """Reproject a geometry in ``crs`` to WGS84, densified first (every 100 m) so its edges stay true."""
+    import shapely
+    import shapely.ops
+    from pyproj import CRS, Transformer
+
+    transformer = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
+    return shapely.ops.transform(transformer.transform, shapely.segmentize(geom, 100.0))
+
+
 def aoi_window(geom: Any, transform: Any, raster: Window, product: str = "product") -> Window:
     """The 60 m-aligned window of the 10 m grid that covers ``geom`` (in the product CRS), inside the raster."""
     minx, miny, maxx, maxy = geom.bounds

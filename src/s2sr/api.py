@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
-from .inference import BandGroup, check_level, load_nets, superresolve_tile
+from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
 from .tiling import Window, tile_grid
 
 DEFAULT_ARRAY_TILE = 504
@@ -42,19 +42,28 @@ def superresolve(
     level: str = "L2A",
     tile_size: int = DEFAULT_ARRAY_TILE,
     weights_dir: Path | None = None,
+    consistency: bool = True,
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
     Inputs are DN = reflectance x 10000 without offset: ``b10`` (4, H, W) B2,B3,B4,B8; ``b20`` (6, H/2, W/2)
     B5,B6,B7,B8A,B11,B12; ``b60`` (2, H/6, W/6) B1,B9. DN 0 is nodata and stays 0 in the output.
     Returns float32 arrays (6, H, W) and (2, H, W) (None without ``b60``). Work goes tile by tile, so
-    memory beyond the inputs and outputs is bounded by ``tile_size``.
+    memory beyond the inputs and outputs is bounded by ``tile_size``. ``consistency=False`` skips the
+    projection that makes degraded output reproduce the input bands (for comparison only).
     """
     b10, b20 = np.asarray(b10), np.asarray(b20)
     b60 = None if b60 is None else np.asarray(b60)
-    h, w = _check_shapes(b10, b20, b60)
+    _check_shapes(b10, b20, b60)
     check_level(level)
-    nets = load_nets(level, b60 is not None, weights_dir)
+    return superresolve_with(load_nets(level, b60 is not None, weights_dir, consistency), b10, b20, b60, tile_size)
+
+
+def superresolve_with(
+    nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE
+) -> SuperResolved:
+    """The array path with nets already loaded (evaluation passes nets with other fusion settings)."""
+    h, w = _check_shapes(b10, b20, b60)
     raster = Window(0, 0, h, w)
 
     def read(window: Window):

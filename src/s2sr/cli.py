@@ -38,6 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         copy_original_bands=not args.no_copy_original_bands,
         tile_size=args.tile_size,
         progress=ProgressReporter(_log),
+        consistency=not args.no_consistency,
     )
     print(out)
     return 0
@@ -95,8 +96,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .training.sources import all_scenes
     from .training.train import TrainConfig, train
 
-    shared = Path(args.shared_data) if Path(args.shared_data).is_dir() else None
-    scenes = all_scenes(shared)
+    if args.scenes:
+        from .training.sources import load_bundle
+
+        scenes = load_bundle(Path(args.scenes))
+    else:
+        shared = Path(args.shared_data) if Path(args.shared_data).is_dir() else None
+        scenes = all_scenes(shared)
     _log(f"{len(scenes)} real scenes: {', '.join(s.name for s in scenes)}")
     cfg = TrainConfig(
         scale=args.scale,
@@ -110,9 +116,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         minutes=args.minutes,
         patience=args.patience,
+        offsets=not args.no_offsets,
     )
     manifest = train(cfg, scenes, log=_log)
-    _log(f"best weights: {Path(args.run_dir) / 'best'} (val RMSE/bicubic {manifest.training['validation_rmse_ratio_mean']:.3f})")
+    _log(f"best weights: {Path(args.run_dir) / 'best'} (val RMSE/bicubic {manifest.training['validation_rmse_ratio_pooled']:.3f})")
     if args.ship:
         from .training.train import ship
 
@@ -122,27 +129,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training.evaluate import evaluate_scenes, markdown, mean_rows, scene_from_npz, scene_from_product
+    from dataclasses import replace
+
+    from .training.evaluate import (
+        choose_fusion,
+        evaluate_scenes,
+        markdown,
+        pooled_rows,
+        scene_from_npz,
+        scene_from_product,
+    )
     from .training.sources import all_scenes
-    from .training.train import VALIDATION_SCENES
+    from .training.train import SELECTION_SCENES, TEST_SCENES
 
     if args.product:
         scenes = [scene_from_product(Path(p)) for p in args.product]
     elif args.npz:
-        scenes = [scene_from_npz(Path(p)) for p in args.npz]
+        scenes = [replace(scene_from_npz(Path(p)), level=args.level) for p in args.npz]
     else:
         shared = Path(args.shared_data) if Path(args.shared_data).is_dir() else None
         scenes = all_scenes(shared)
-        if args.split == "validation":
-            scenes = [s for s in scenes if s.name in VALIDATION_SCENES]
-        elif args.split == "training":
-            scenes = [s for s in scenes if s.name not in VALIDATION_SCENES]
+        split = "selection" if args.choose_fusion else args.split
+        if split == "test":
+            scenes = [s for s in scenes if s.name in TEST_SCENES]
+        elif split == "selection":
+            scenes = [s for s in scenes if s.name in SELECTION_SCENES]
+        elif split == "training":
+            scenes = [s for s in scenes if s.name not in TEST_SCENES + SELECTION_SCENES]
     if not scenes:
         _log("error: no scenes to evaluate; install the training extras or give --product/--npz")
         return 3
     weights_dir = Path(args.weights_dir) if args.weights_dir else None
-    rows = evaluate_scenes(scenes, tuple(args.scale), args.level, weights_dir)
-    print(markdown(rows + mean_rows(rows)))
+    if args.choose_fusion:
+        from .model import default_weights_dir
+
+        chosen = choose_fusion(scenes, weights_dir or default_weights_dir(), _log)
+        _log("chose " + ", ".join(f"x{s}: net weight {f.net_weight}, {f.projection_steps} projection step" for s, f in chosen.items()))
+        return 0
+    rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log)
+    print(markdown(rows + pooled_rows(rows)))
     return 0
 
 
@@ -159,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
     run.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
     run.add_argument("--tile-size", type=int, default=996, help="tile side in 10 m pixels, a multiple of 6")
+    run.add_argument("--no-consistency", action="store_true",
+                     help="skip the projection that makes degraded output reproduce the input bands (comparison only)")
 
     sub.add_parser("block", help="run as the UP42 block (reads UP42_TASK_PARAMETERS)", add_help=False)
 
@@ -169,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--scale", type=int, choices=(2, 6), required=True)
     train.add_argument("--run-dir", required=True)
     train.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA))
+    train.add_argument("--scenes", metavar="BUNDLE.npz", help="train on a scene bundle (s2sr.training.sources.save_bundle)")
     train.add_argument("--features", type=int, default=64)
     train.add_argument("--blocks", type=int, default=6)
     train.add_argument("--patch", type=int, default=None)
@@ -178,14 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--minutes", type=float, default=None, help="stop after this long (resume later)")
     train.add_argument("--patience", type=int, default=12)
+    train.add_argument("--no-offsets", action="store_true", help="no per-band offset augmentation")
     train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
 
-    ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the nets against bicubic")
+    ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the run path against bicubic")
     ev.add_argument("--scale", type=int, nargs="+", choices=(2, 6), default=[2, 6])
-    ev.add_argument("--split", choices=("validation", "training", "all"), default="validation")
+    ev.add_argument("--split", choices=("test", "selection", "training", "all"), default="test",
+                    help="test: scenes no training or model choice saw (the README's table)")
+    ev.add_argument("--choose-fusion", action="store_true",
+                    help="pick each net's fusion weight on the selection scenes and write it into the manifests")
     ev.add_argument("--product", nargs="+", help="evaluate on products instead")
     ev.add_argument("--npz", nargs="+", help="evaluate on npz stacks (im10, im20, im60) instead")
-    ev.add_argument("--level", choices=("L1C", "L2A"), default="L2A")
+    ev.add_argument("--level", choices=("L1C", "L2A"), default="L2A", help="level of --npz stacks")
     ev.add_argument("--weights-dir", default=None)
     ev.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA))
     return parser

@@ -1,14 +1,15 @@
 """Super-resolution of one window: harmonised band groups in, 10 m bands out.
 
 This is the one place the nets meet data. It fills nodata so it does not smear into valid pixels,
-upsamples the coarse groups bicubically, runs the x2 and x6 nets and carries validity and saturation
+upsamples the coarse groups bicubically, runs the x2 and x6 nets, fuses them with a scene-adaptive
+regression, projects the result onto the measured bands (``refine``) and carries validity and saturation
 through. Callers (the array API, the product pipeline, evaluation) only decide which windows to read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,10 +18,13 @@ import numpy as np
 from .bands import SATURATED_DN
 from .errors import InputParametersError
 from .model import LoadedNet, load_net, run_net, weights_name
+from .refine import Fusion, fuse, project, projection_reach, regression_detail, usable_coarse
 from .resample import nearest_upsample, upsample
 from .tiling import Window
 
 LEVELS = ("L1C", "L2A")
+#: Nodata is filled from valid pixels up to this many 10 m pixels away, per pass (rows, then columns).
+FILL_REACH = 24
 
 
 @dataclass(frozen=True)
@@ -56,14 +60,43 @@ class BandGroup:
             np.pad(self.saturated, pad3, mode="symmetric"),
         )
 
-    def filled(self) -> np.ndarray:
-        """Values with nodata pixels replaced by each band's mean over valid pixels of the window."""
-        values = self.values.copy()
-        invalid = ~self.valid
-        if invalid.any():
-            for band in values:
-                band[invalid] = band[self.valid].mean() if self.valid.any() else 0.0
-        return values
+    def filled(self, reach: int) -> np.ndarray:
+        """Values with nodata filled from the nearest valid pixel (see :func:`fill_nearest`)."""
+        return fill_nearest(self.values, self.valid, reach)
+
+
+def fill_nearest(values: np.ndarray, valid: np.ndarray, reach: int) -> np.ndarray:
+    """Nodata takes the nearest valid value in its row (up to ``reach`` px away), then what is still empty the
+    nearest filled value in its column (up to ``reach``); what is left, the band's mean over valid pixels.
+
+    Local and deterministic: a pixel within ``reach`` of data gets the same value whatever window it is read
+    in, so output near a swath edge does not depend on the tile grid, and the edge is extended, not smeared
+    with a window-wide mean. Beyond ``2 * reach`` from data nothing is valid to write anyway.
+    """
+    if valid.all():
+        return values.copy()
+    out, ok = _fill_rows(values, valid, reach)
+    out, ok = _fill_rows(out.transpose(0, 2, 1), ok.T, reach)
+    out, ok = out.transpose(0, 2, 1), ok.T
+    if not ok.all():
+        means = values[:, valid].mean(axis=1) if valid.any() else np.zeros(len(values), np.float32)
+        out = np.where(ok, out, means[:, None, None].astype(np.float32))
+    return np.ascontiguousarray(out)
+
+
+def _fill_rows(values: np.ndarray, valid: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill along the last axis from the nearest valid pixel (ties: the one to the left) within ``reach``."""
+    h, w = valid.shape
+    idx = np.arange(w)
+    left = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
+    right = np.minimum.accumulate(np.where(valid, idx, w)[:, ::-1], axis=1)[:, ::-1]
+    far = w + reach + 1
+    d_left = np.where(left >= 0, idx - left, far)
+    d_right = np.where(right < w, right - idx, far)
+    source = np.clip(np.where(d_left <= d_right, left, right), 0, w - 1)
+    ok = np.minimum(d_left, d_right) <= reach
+    filled = np.take_along_axis(values, np.broadcast_to(source, values.shape), axis=2)
+    return np.where(ok, filled, values), ok
 
 
 @dataclass(frozen=True)
@@ -78,30 +111,39 @@ class WindowResult:
     saturated20: np.ndarray  # (6, h, w) bool
     saturated60: np.ndarray | None
 
-    def crop(self, window: Window) -> WindowResult:
-        rows, cols = window.slices()
-        return WindowResult(
-            self.b10[:, rows, cols],
-            self.saturated10[:, rows, cols],
-            self.b20[:, rows, cols],
-            None if self.b60 is None else self.b60[:, rows, cols],
-            self.valid[rows, cols],
-            self.saturated20[:, rows, cols],
-            None if self.saturated60 is None else self.saturated60[:, rows, cols],
-        )
-
 
 @dataclass(frozen=True)
 class Nets:
-    """The x2 and (optional) x6 nets for one product level."""
+    """The x2 and (optional) x6 nets for one product level, and how their output is refined."""
 
     x2: LoadedNet
     x6: LoadedNet | None
+    consistency: bool = True  # False: no projection (for comparison only)
+    overrides: tuple[tuple[int, Fusion], ...] = ()  # (scale, Fusion) replacing the manifests' (evaluation)
+
+    def fusion(self, scale: int) -> Fusion:
+        """The manifest's fusion for a scale (or an override), the projection dropped without consistency."""
+        net = self.x2 if scale == 2 else self.x6
+        fusion = dict(self.overrides).get(scale) or Fusion.from_dict(net.manifest.fusion if net else None)
+        return fusion if self.consistency else replace(fusion, projection_steps=0)
+
+    def reach(self, scale: int) -> int:
+        """Fine pixels each side that the refinement of this scale's output reads beyond the net's output."""
+        return projection_reach(scale, self.fusion(scale).projection_steps)
 
     @property
     def border(self) -> int:
-        """Context border in 10 m pixels: the larger of the two nets' manifests."""
-        return max(n.manifest.context_border for n in (self.x2, self.x6) if n is not None)
+        """Context border in 10 m pixels, a multiple of 6: what the manifests ask, or what refinement needs.
+
+        A pixel's output reads the bicubic upsampling of its 60 m neighbours (18 px), the nets' receptive
+        radius, the projection's reach and, near nodata, the fill's; a border that covers them all makes
+        tiled output equal untiled (the per-window regression fit aside).
+        """
+        nets = [(2, self.x2)] + ([(6, self.x6)] if self.x6 is not None else [])
+        fill = 2 * FILL_REACH  # a filled pixel reads this far
+        need = max(fill + 18 + n.manifest.architecture.receptive_radius + self.reach(s) for s, n in nets)
+        asked = max(n.manifest.context_border for _, n in nets)
+        return max(asked, -(-need // 6) * 6)
 
 
 def check_level(level: str) -> str:
@@ -111,35 +153,77 @@ def check_level(level: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_nets(level: str, with_60m: bool = True, weights_dir: Path | None = None) -> Nets:
-    """Load (once per process) the nets for a product level."""
-    check_level(level)
+def _load(level: str, with_60m: bool, weights_dir: Path | None) -> tuple[LoadedNet, LoadedNet | None]:
     x2 = load_net(weights_name(2, level, weights_dir), weights_dir)
     x6 = load_net(weights_name(6, level, weights_dir), weights_dir) if with_60m else None
-    return Nets(x2, x6)
+    return x2, x6
 
 
-def superresolve_groups(nets: Nets, g10: BandGroup, g20: BandGroup, g60: BandGroup | None) -> WindowResult:
-    """Run the nets over one window whose groups share a 60 m-aligned extent."""
-    up20 = upsample(g20.filled(), 2)
-    x10 = g10.filled()
+def load_nets(level: str, with_60m: bool = True, weights_dir: Path | None = None, consistency: bool = True) -> Nets:
+    """The nets for a product level, loaded once per process."""
+    check_level(level)
+    return Nets(*_load(level, with_60m, weights_dir), consistency=consistency)
+
+
+def _estimate(
+    net: LoadedNet, fusion: Fusion, scale: int, inputs: list[np.ndarray], coarse: np.ndarray,
+    predictors: np.ndarray, usable: np.ndarray, border: int,
+) -> np.ndarray:
+    """One scale's bands over the window less ``border``: net and regression fused, then projected.
+
+    The net runs only where its output can still reach the kept pixels through the projection, so a wide
+    border for the projection costs reading, not convolutions.
+    """
+    reach = projection_reach(scale, fusion.projection_steps)
+    crop = max(0, (border - reach - net.manifest.architecture.receptive_radius) // 6 * 6)
+    h, w = inputs[0].shape[1:]
+    rows, cols = slice(crop, h - crop), slice(crop, w - crop)
+    bicubic = inputs[-1][:, rows, cols]
+    net_out = run_net(net, [a[:, rows, cols] for a in inputs]) if fusion.net_weight > 0 else None
+    detail = np.zeros_like(bicubic)
+    if fusion.net_weight < 1:
+        detail = regression_detail(predictors, coarse, scale, usable)[:, rows, cols]
+    estimate = fuse(net_out, bicubic, detail, fusion)
+    if fusion.projection_steps:
+        c = crop // scale
+        estimate = project(estimate, coarse[:, c : coarse.shape[1] - c, c : coarse.shape[2] - c], scale, fusion.projection_steps)
+    keep = border - crop
+    return estimate[:, keep : estimate.shape[1] - keep, keep : estimate.shape[2] - keep]
+
+
+def superresolve_groups(nets: Nets, g10: BandGroup, g20: BandGroup, g60: BandGroup | None, border: int = 0) -> WindowResult:
+    """Super-resolve one window whose groups share a 60 m-aligned extent; returns it less ``border``.
+
+    Per scale: the net's estimate and the scene-adaptive regression estimate (fitted on this window's valid,
+    unsaturated pixels) are fused with the manifest's weights, then projected onto the measured coarse band.
+    """
+    x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
+    up20 = upsample(c20, 2)
     valid = g10.valid & nearest_upsample(g20.valid, 2)
-    sr20 = run_net(nets.x2, [x10, up20])
+    usable20 = usable_coarse(g10.valid, g20.saturated, g20.valid, 2)
+    sr20 = _estimate(nets.x2, nets.fusion(2), 2, [x10, up20], c20, x10, usable20, border)
     sr60 = sat60 = None
     if g60 is not None and nets.x6 is not None:
-        up60 = upsample(g60.filled(), 6)
+        c60 = g60.filled(FILL_REACH // 6)
         valid &= nearest_upsample(g60.valid, 6)
-        sr60 = run_net(nets.x6, [x10, up20, up60])
+        usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
+        sr60 = _estimate(nets.x6, nets.fusion(6), 6, [x10, up20, upsample(c60, 6)], c60, x10, usable60, border)
         sat60 = nearest_upsample(g60.saturated, 6)
-    return WindowResult(g10.values, g10.saturated, sr20, sr60, valid, nearest_upsample(g20.saturated, 2), sat60)
+    h, w = valid.shape
+    rows, cols = Window(border, border, h - 2 * border, w - 2 * border).slices()
+    return WindowResult(
+        g10.values[:, rows, cols], g10.saturated[:, rows, cols], sr20, sr60, valid[rows, cols],
+        nearest_upsample(g20.saturated, 2)[:, rows, cols], None if sat60 is None else sat60[:, rows, cols],
+    )
 
 
 Reader = Callable[[Window], tuple[BandGroup, BandGroup, BandGroup | None]]
 
 
 def superresolve_tile(nets: Nets, read: Reader, raster: Window, tile: Window) -> WindowResult:
-    """Super-resolve ``tile`` of ``raster``: read it with its context border, mirror beyond the raster, crop."""
-    context = tile.grow(nets.border)
+    """Super-resolve ``tile`` of ``raster``: read it with its context border, mirror beyond the raster."""
+    border = nets.border
+    context = tile.grow(border)
     inside = context.intersection(raster)
     assert inside is not None
     before = (inside.row - context.row, inside.col - context.col)
@@ -151,5 +235,4 @@ def superresolve_tile(nets: Nets, read: Reader, raster: Window, tile: Window) ->
             padded.append(None)
             continue
         padded.append(group.pad((before[0] // factor, before[1] // factor), (after[0] // factor, after[1] // factor)))
-    result = superresolve_groups(nets, *padded)
-    return result.crop(tile.relative_to(context))
+    return superresolve_groups(nets, *padded, border=border)

@@ -27,6 +27,17 @@ class ProductMetadata:
         return self.offsets.get(band, 0.0)
 
 
+#: From this processing baseline on, products add an offset (-1000 DN) to every band and say so.
+OFFSET_BASELINE = 4.0
+
+
+def _baseline_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
@@ -77,9 +88,16 @@ def parse_product_metadata(data: bytes, source: str) -> ProductMetadata:
                 offsets[by_id[int(el.attrib["band_id"])]] = float((el.text or "").strip())
             except (KeyError, ValueError) as exc:
                 raise ProductError(f"{source}: malformed {offset_tag} element {ET.tostring(el)[:80]!r}") from exc
+    baseline = _first_text(root, "PROCESSING_BASELINE") or ""
+    if _baseline_number(baseline) >= OFFSET_BASELINE and len(offsets) < len(BANDS) - (1 if level == "L2A" else 0):
+        missing = sorted(set(BANDS) - set(offsets) - ({"B10"} if level == "L2A" else set()), key=lambda b: BANDS[b].band_id)
+        raise ProductError(
+            f"{source}: processing baseline {baseline} shifts every band by an offset, but {offset_tag} is missing for "
+            f"{', '.join(missing)}; the metadata is incomplete: download the product again"
+        )
     return ProductMetadata(
         level=level,
-        baseline=_first_text(root, "PROCESSING_BASELINE") or "",
+        baseline=baseline,
         quantification=quantification,
         offsets=offsets,
         product_uri=_first_text(root, "PRODUCT_URI") or "",

@@ -71,6 +71,7 @@ class WeightsManifest:
     dtype: str = "float16"
     placeholder: bool = False
     training: dict[str, Any] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)  # refine.Fusion: how net and regression combine
 
     @classmethod
     def from_json(cls, path: Path) -> WeightsManifest:
@@ -97,6 +98,7 @@ class WeightsManifest:
             "dtype": self.dtype,
             "placeholder": self.placeholder,
             "training": self.training,
+            "fusion": self.fusion,
         }
         return json.dumps(raw, indent=2) + "\n"
 
@@ -208,6 +210,28 @@ def weights_name(scale: int, level: str, weights_dir: Path | None = None) -> str
     if (directory / f"{specific}.json").is_file():
         return specific
     return f"dsen2_x{scale}"
+
+
+def compute_device() -> str:
+    """Which Keras backend runs the nets, and on which device (a GPU image on a machine without one runs on CPU)."""
+    import keras
+
+    backend = keras.backend.backend()
+    gpus: list[str] = []
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    elif backend == "jax":
+        import jax
+
+        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
+    elif backend == "torch":
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    where = f"GPU ({', '.join(gpus)})" if gpus else "CPU (no GPU visible)"
+    return f"Keras {keras.__version__} on {backend}, {where}"
 
 
 def run_net(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:

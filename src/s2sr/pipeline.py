@@ -57,11 +57,13 @@ def superresolve_product(
     tile_size: int = DEFAULT_TILE_SIZE,
     weights_dir: Path | None = None,
     progress: Progress | None = None,
+    consistency: bool = True,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
     ``aoi`` (WGS84 bbox, GeoJSON geometry or shapely polygon) limits the output to the 60 m-aligned window
-    around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too.
+    around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too. ``consistency=False`` skips
+    the projection onto the measured bands (for comparison only).
     """
     output = Path(output)
     if tile_size <= 0 or tile_size % 6:
@@ -71,7 +73,7 @@ def superresolve_product(
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
-    nets = load_nets(located.level, True, weights_dir)
+    nets = load_nets(located.level, True, weights_dir, consistency)
     with ProductReader(located) as reader:
         geom = to_crs(area_of_interest.geometry, reader.crs) if area_of_interest else None
         area = aoi_window(geom, reader.transform, reader.raster, located.name) if geom is not None else reader.raster
@@ -98,6 +100,7 @@ def superresolve_product(
             bands=bands_out,
             tags=tags,
         ) as writer:
+            holds_data = False
             for done, tile in enumerate(tiles, start=1):
                 result = superresolve_tile(nets, reader.read, reader.raster, tile)
                 part = tile.intersection(area)
@@ -110,12 +113,21 @@ def superresolve_product(
                 values = {**_split(BANDS_10M, result.b10, result.saturated10, rows, cols),
                           **_split(BANDS_20M, result.b20, result.saturated20, rows, cols),
                           **_split(BANDS_60M, result.b60, result.saturated60, rows, cols)}
+                holds_data |= bool(valid.any())
                 block = np.stack([values[b][0] for b in bands_out])
                 saturated = np.stack([values[b][1] for b in bands_out])
                 writer.write(to_dn(block, valid, saturated), part.relative_to(area))
                 if progress is not None:
                     progress(done, len(tiles))
+            if not holds_data:  # leaving the writer with an error writes nothing
+                raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")
     return output
+
+
+def product_footprint(product: str | Path) -> Any | None:
+    """Where a product holds data (traced on its 60 m band B1), as a WGS84 polygon; None if nowhere."""
+    with ProductReader(open_product(product)) as reader:
+        return reader.footprint()
 
 
 def _split(names, values, saturated, rows, cols) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -1,8 +1,11 @@
 """Sentinel-2 SAFE products: find the metadata and band files, check the grids, read windows.
 
-A product is a ``.SAFE`` directory, a zipped SAFE (read in place through GDAL's /vsizip/), or the path
-of its ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``. Band files are found by name under ``GRANULE/*/IMG_DATA``,
-which covers L1C (``T32TQM_..._B02.jp2``), L2A (``R10m/..._B02_10m.jp2``) and the older long names.
+A product is a ``.SAFE`` directory, a zipped SAFE (read in place through GDAL's /vsizip/, with or without
+a ``.SAFE/`` folder inside), the path of its metadata document, or a folder that holds exactly one of these
+(the layout UP42's data blocks deliver). The metadata document is ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``,
+or in the products of Dec 2015 - Dec 2016 ``S2A_OPER_MTD_SAFL1C_PDMC_....xml``. Band files are found by name
+under ``GRANULE/*/IMG_DATA``, which covers L1C (``T32TQM_..._B02.jp2``), L2A (``R10m/..._B02_10m.jp2``) and
+the old long names (``S2A_OPER_MSI_L1C_TL_SGS__..._B02.jp2``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from .inference import BandGroup
 from .metadata import ProductMetadata, parse_product_metadata
 from .tiling import Window
 
-_MTD = re.compile(r"(^|/)MTD_MSIL(1C|2A)\.xml$", re.IGNORECASE)
+_MTD = re.compile(r"(^|/)(MTD_MSIL(1C|2A)|S2[AB]_(OPER|USER)_MTD_SAFL(1C|2A)_[^/]*)\.xml$", re.IGNORECASE)
 _BAND_FILE = re.compile(r"IMG_DATA/(?:R(\d\d)m/)?[^/]*_(B\d\d|B8A)(?:_(\d\d)m)?\.jp2$", re.IGNORECASE)
 NEEDED_BANDS = BANDS_10M + BANDS_20M + BANDS_60M
 
@@ -66,31 +69,37 @@ def _pick_band_files(names: list[str], source: Path) -> dict[str, str]:
     return found
 
 
+def _product_in_folder(path: Path) -> Path | None:
+    """The one ``.SAFE`` directory or SAFE zip a delivery folder holds; None if it holds none."""
+    found = sorted(p for p in path.iterdir() if (p.is_dir() and p.suffix.upper() == ".SAFE") or
+                   (p.is_file() and p.suffix.lower() == ".zip" and zipfile.is_zipfile(p)))
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise ProductError(f"{path}: holds {len(found)} products ({names}); point at one of them")
+    return found[0] if found else None
+
+
 def open_product(path: str | Path) -> Product:
-    """Locate metadata and band files of a product given as SAFE directory, zip or metadata XML path."""
+    """Locate metadata and band files of a product given as SAFE directory, zip, metadata XML path, or a
+    folder that holds exactly one SAFE directory or zip."""
     path = Path(path)
     if not path.exists():
         raise NoInputError(f"product {path} does not exist")
     if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            mtds = sorted((n for n in names if _MTD.search(n)), key=len)
-            if not mtds:
-                raise ProductError(f"{path}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip; is it a Sentinel-2 SAFE?")
-            metadata = parse_product_metadata(zf.read(mtds[0]), f"{path}!{mtds[0]}")
-            root = str(PurePosixPath(mtds[0]).parent)
-        prefix = f"/vsizip/{path.resolve()}/"
-        inside = [n for n in names if n.startswith(root)]
-        bands = _pick_band_files(inside, path)
-        return Product(path, metadata, {b: prefix + n for b, n in bands.items()})
+        return _open_zip(path)
     if path.is_file():
         if not _MTD.search(path.name):
             raise ProductError(f"{path}: not a SAFE directory, zip or MTD_MSIL1C/2A.xml; give one of those")
         mtd, root = path, path.parent
     elif path.is_dir():
-        candidates = [p for p in path.iterdir() if _MTD.search(p.name)]
+        candidates = sorted(p for p in path.iterdir() if _MTD.search(p.name))
         if not candidates:
-            raise ProductError(f"{path}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml; is it a Sentinel-2 SAFE directory?")
+            inner = _product_in_folder(path)
+            if inner is not None:
+                return open_product(inner)
+            raise ProductError(
+                f"{path}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml, and no .SAFE or SAFE zip inside; is it a Sentinel-2 product?"
+            )
         mtd, root = candidates[0], path
     else:
         raise ProductError(f"{path}: not a file or directory")
@@ -98,6 +107,25 @@ def open_product(path: str | Path) -> Product:
     names = [p.relative_to(root).as_posix() for p in root.glob("GRANULE/*/IMG_DATA/**/*") if p.suffix.lower() == ".jp2"]
     bands = _pick_band_files(names, root)
     return Product(root, metadata, {b: str(root / n) for b, n in bands.items()})
+
+
+def _open_zip(path: Path) -> Product:
+    """A zipped SAFE, its content in a ``.SAFE/`` folder or at the top level; read in place."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            mtds = sorted((n for n in names if _MTD.search(n)), key=lambda n: (n.count("/"), n))
+            if not mtds:
+                raise ProductError(f"{path}: no MTD_MSIL1C.xml or MTD_MSIL2A.xml in the zip; is it a Sentinel-2 SAFE?")
+            metadata = parse_product_metadata(zf.read(mtds[0]), f"{path}!{mtds[0]}")
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ProductError(f"{path}: the zip is unreadable ({exc}); download the product again") from None
+    parent = PurePosixPath(mtds[0]).parent
+    root = "" if str(parent) == "." else f"{parent}/"
+    inside = [n[len(root):] for n in names if n.startswith(root)]
+    bands = _pick_band_files(inside, path)
+    prefix = f"/vsizip/{path.resolve()}/{root}"
+    return Product(path, metadata, {b: prefix + n for b, n in bands.items()})
 
 
 class ProductReader:
@@ -114,15 +142,16 @@ class ProductReader:
 
     def __enter__(self) -> ProductReader:
         import rasterio
-        from rasterio.errors import RasterioIOError
+        from rasterio.errors import RasterioError
 
-        try:
-            for band, gdal_path in self.product.band_paths.items():
-                if band in NEEDED_BANDS:
-                    self._datasets[band] = self._stack.enter_context(rasterio.open(gdal_path))
-        except RasterioIOError as exc:
-            self._stack.close()
-            raise ProductError(f"{self.product.source}: cannot read a band file ({exc})") from exc
+        for band, gdal_path in self.product.band_paths.items():
+            if band not in NEEDED_BANDS:
+                continue
+            try:
+                self._datasets[band] = self._stack.enter_context(rasterio.open(gdal_path))
+            except (RasterioError, OSError) as exc:
+                self._stack.close()
+                raise ProductError(f"{gdal_path}: cannot open {band} ({exc}); the file is truncated or corrupt") from None
         ref = self._datasets["B2"]
         self.crs, self.transform = ref.crs, ref.transform
         self.height, self.width = ref.height, ref.width
@@ -143,13 +172,40 @@ class ProductReader:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
+    def footprint(self):
+        """Where the product holds data, traced on its 60 m band B1 (at most ``footprint.MAX_SIDE`` cells)."""
+        import math
+
+        from affine import Affine
+
+        from .footprint import MAX_SIDE, mask_footprint
+
+        ds = self._datasets["B1"]
+        step = max(1, math.ceil(max(ds.height, ds.width) / MAX_SIDE))
+        shape = (math.ceil(ds.height / step), math.ceil(ds.width / step))
+        try:
+            b1 = ds.read(1, out_shape=shape)
+        except Exception as exc:  # rasterio raises several types for a corrupt JP2
+            raise ProductError(f"{self.product.band_paths['B1']}: cannot decode B1 ({exc}); download the product again") from None
+        transform = ds.transform * Affine.scale(ds.width / shape[1], ds.height / shape[0])
+        return mask_footprint(b1 != 0, transform, ds.crs)
+
     @property
     def raster(self) -> Window:
         return Window(0, 0, self.height, self.width)
 
+    def _read_band(self, band: str, window: Window):
+        from rasterio.errors import RasterioError
+
+        try:
+            return self._datasets[band].read(1, window=window.to_rasterio())
+        except (RasterioError, OSError) as exc:
+            path = self.product.band_paths[band]
+            raise ProductError(f"{path}: cannot decode {band} ({exc}); the file is truncated or corrupt, download the product again") from None
+
     def _group(self, bands: tuple[str, ...], window: Window, factor: int) -> BandGroup:
         w = window.scaled(factor)
-        dn = np.stack([self._datasets[b].read(1, window=w.to_rasterio()) for b in bands])
+        dn = np.stack([self._read_band(b, w) for b in bands])
         md = self.product.metadata
         return BandGroup.from_dn(dn, [md.offset(b) for b in bands], md.quantification)
 

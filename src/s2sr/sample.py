@@ -42,7 +42,7 @@ class SampleSpec:
     epsg: int = 32633
     origin: tuple[float, float] = (399960.0, 5800020.0)  # upper-left x, y in metres
     date: str = "20230615T101559"
-    naming: str = "compact"  # or "old": pre-2016 long OPER names
+    naming: str = "compact"  # or "old": the long OPER names of L1C products of Dec 2015 - Dec 2016
     nodata_edge: bool = True
     saturated_pixels: int = 0
     seed: int = 0
@@ -62,9 +62,27 @@ class SampleSpec:
         return [west, south, east, north]
 
     @property
+    def processed(self) -> str:
+        return f"{self.date[:8]}T150000"
+
+    @property
     def product_name(self) -> str:
+        if self.naming == "old":
+            return f"S2A_OPER_PRD_MSIL1C_PDMC_{self.processed}_R022_V{self.date}_{self.date}"
         kind = "MSIL2A" if self.level == "L2A" else "MSIL1C"
-        return f"S2B_{kind}_{self.date}_N{self.baseline.replace('.', '')}_R022_T{self.tile}_{self.date[:8]}T150000"
+        return f"S2B_{kind}_{self.date}_N{self.baseline.replace('.', '')}_R022_T{self.tile}_{self.processed}"
+
+    @property
+    def metadata_name(self) -> str:
+        if self.naming == "old":
+            return f"S2A_OPER_MTD_SAFL1C_PDMC_{self.processed}_R022_V{self.date}_{self.date}.xml"
+        return "MTD_MSIL2A.xml" if self.level == "L2A" else "MTD_MSIL1C.xml"
+
+    @property
+    def granule(self) -> str:
+        if self.naming == "old":
+            return f"S2A_OPER_MSI_L1C_TL_SGS__{self.processed}_A002345_T{self.tile}_N{self.baseline}"
+        return f"{self.level}_T{self.tile}_A012345_{self.date}"
 
 
 def _reflectance(spec: SampleSpec) -> np.ndarray:
@@ -100,15 +118,15 @@ def _band_dn(spec: SampleSpec, refl: np.ndarray, band: str) -> np.ndarray:
 def _file_stem(spec: SampleSpec, band: str) -> str:
     token = "B8A" if band == "B8A" else f"B{int(band[1:]):02d}"
     if spec.naming == "old":
-        kind = "L2A" if spec.level == "L2A" else "L1C"
-        return f"S2B_OPER_MSI_{kind}_TL_SGS__{spec.date[:8]}T150000_A012345_T{spec.tile}_{token}"
+        return f"S2A_OPER_MSI_L1C_TL_SGS__{spec.processed}_A002345_T{spec.tile}_{token}"
     return f"T{spec.tile}_{spec.date}_{token}"
 
 
 def _mtd_xml(spec: SampleSpec, image_files: list[str]) -> str:
     l2a = spec.level == "L2A"
     root = "Level-2A_User_Product" if l2a else "Level-1C_User_Product"
-    ns = f"https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_{'Level-2A' if l2a else 'Level-1C'}.xsd"
+    psd = 13 if spec.naming == "old" else 14
+    ns = f"https://psd-{psd}.sentinel2.eo.esa.int/PSD/User_Product_{'Level-2A' if l2a else 'Level-1C'}.xsd"
     files = "\n".join(f"            <IMAGE_FILE>{f}</IMAGE_FILE>" for f in image_files)
     quant = (
         "<BOA_QUANTIFICATION_VALUE unit=\"none\">10000</BOA_QUANTIFICATION_VALUE>"
@@ -147,16 +165,23 @@ def _mtd_xml(spec: SampleSpec, image_files: list[str]) -> str:
 """
 
 
-def build_sample_product(directory: Path, spec: SampleSpec = SampleSpec(), *, zipped: bool = False) -> Path:
-    """Write a SAFE product into ``directory``; returns the .SAFE directory or the .zip path."""
+def build_sample_product(
+    directory: Path, spec: SampleSpec = SampleSpec(), *, zipped: bool = False, flat_zip: bool = False
+) -> Path:
+    """Write a SAFE product into ``directory``; returns the .SAFE directory or the .zip path.
+
+    ``flat_zip``: the zip holds the SAFE's content at its top level, with no ``.SAFE/`` folder.
+    """
     import rasterio
     from rasterio.transform import from_origin
 
     if spec.size % 6 or spec.size < 6:
         raise ValueError(f"size must be a positive multiple of 6, got {spec.size}")
+    if spec.naming == "old" and (spec.level != "L1C" or spec.baseline >= "03"):
+        raise ValueError("old naming exists only for L1C products of baselines 02.0x (Dec 2015 - Dec 2016)")
     refl = _reflectance(spec)
     safe = Path(directory) / f"{spec.product_name}.SAFE"
-    granule = f"GRANULE/{spec.level}_T{spec.tile}_A012345_{spec.date}/IMG_DATA"
+    granule = f"GRANULE/{spec.granule}/IMG_DATA"
     bands = [b for b in BANDS if spec.level == "L1C" or b != "B10"]
     image_files = []
     for band in bands:
@@ -172,14 +197,13 @@ def build_sample_product(directory: Path, spec: SampleSpec = SampleSpec(), *, zi
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(dn, 1)
         image_files.append(f"{sub}/{stem}")
-    name = "MTD_MSIL2A.xml" if spec.level == "L2A" else "MTD_MSIL1C.xml"
-    (safe / name).write_text(_mtd_xml(spec, image_files))
+    (safe / spec.metadata_name).write_text(_mtd_xml(spec, image_files))
     (safe / "manifest.safe").write_text('<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1"/>\n')
     if not zipped:
         return safe
     archive = safe.with_suffix(".zip")
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
         for p in sorted(safe.rglob("*")):
-            zf.write(p, p.relative_to(safe.parent).as_posix())
+            zf.write(p, p.relative_to(safe if flat_zip else safe.parent).as_posix())
     shutil.rmtree(safe)
     return archive

@@ -1,13 +1,17 @@
 """Writing the output: a uint16 Cloud-Optimized GeoTIFF, block by block, never the whole raster in memory.
 
-Windows go into a tiled staging GeoTIFF beside the target; on commit GDAL's COG driver copies it with
-overviews into a second temporary file, which is renamed onto the target. A failure at any point removes
-both temporaries, so the target is either complete or absent.
+Windows go into a tiled staging GeoTIFF in a temporary folder outside the output folder; on commit GDAL's
+COG driver copies it with overviews into a hidden ``.partial`` file beside the target, which is renamed onto
+the target. A failure removes both temporaries, so the target is either complete or absent. A run killed
+outright (SIGKILL) can leave only a ``.partial`` of its own target in the output folder, and the next
+writer of that target removes it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,11 +44,16 @@ def to_dn(values: np.ndarray, valid: np.ndarray, saturated: np.ndarray) -> np.nd
 class CogWriter:
     """Context manager for one output file; ``write`` windows, leave the block cleanly to commit."""
 
-    def __init__(self, path: Path, *, crs: Any, transform: Any, height: int, width: int, bands: tuple[str, ...], tags: dict[str, str]):
+    def __init__(
+        self, path: Path, *, crs: Any, transform: Any, height: int, width: int, bands: tuple[str, ...],
+        tags: dict[str, str], staging_dir: Path | None = None,
+    ):
         self.path = Path(path)
         self.bands = bands
         token = uuid.uuid4().hex[:8]
-        self._staging = self.path.with_name(f".{self.path.name}.{token}.staging.tif")
+        self._staging_root = staging_dir
+        self._staging_dir: Path | None = None
+        self._staging = Path()
         self._partial = self.path.with_name(f".{self.path.name}.{token}.partial.tif")
         self._profile = {
             "driver": "GTiff",
@@ -70,6 +79,10 @@ class CogWriter:
         import rasterio
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.partial.tif"):
+            stale.unlink(missing_ok=True)  # left by a run of this target that was killed
+        self._staging_dir = Path(tempfile.mkdtemp(prefix="s2sr-staging-", dir=self._staging_root))
+        self._staging = self._staging_dir / "staging.tif"
         self._dataset = rasterio.open(self._staging, "w", **self._profile)
         return self
 
@@ -84,8 +97,9 @@ class CogWriter:
         finally:
             if self._dataset is not None and not self._dataset.closed:
                 self._dataset.close()
-            for tmp in (self._staging, self._partial):
-                tmp.unlink(missing_ok=True)
+            self._partial.unlink(missing_ok=True)
+            if self._staging_dir is not None:
+                shutil.rmtree(self._staging_dir, ignore_errors=True)
 
     def _finish(self) -> None:
         from rasterio.shutil import copy

@@ -1,20 +1,47 @@
-"""``s2sr evaluate``: Wald-protocol quality of the nets against bicubic upsampling, x2 and x6."""
+"""``s2sr evaluate``: Wald-protocol quality of what ``s2sr run`` produces, against bicubic, x2 and x6.
+
+Each scene's bands are degraded by the scale (the sensor model of training), fed through the same array path
+as a product (tiling, nodata fill, nets, regression fusion, projection), and the output is compared with the
+real bands. Figures are pooled per product level and scale over whole scenes: the RMSE over every pixel of
+every scene, so a large scene counts by its pixels and a small patch cannot dominate. x6 is judged only on
+scenes of at least 400 px at 10 m (below that the 60 m input is a handful of pixels).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..model import load_net, weights_name
+from ..api import superresolve_with
+from ..inference import load_nets
+from ..refine import Fusion
+from ..resample import degrade, upsample
 from ..tiling import Window
 from .metrics import summary
 from .sources import Scene, make_scene
-from .train import predict_pair
-from .wald import bicubic_baseline, wald_pair
 
 METRICS = ("rmse", "sre", "sam", "uiq", "ergas")
+MIN_X6_SIDE = 400
+NET_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to make the output: ``overrides`` replace the manifests' fusion, per scale."""
+
+    name: str
+    overrides: tuple[tuple[int, Fusion], ...] = ()
+    bicubic: bool = False
+
+
+BICUBIC = Method("bicubic", bicubic=True)
+NET_ONLY = Method("dsen2 net only", ((2, Fusion(1.0, 0)), (6, Fusion(1.0, 0))))
+SHIPPED = Method("s2sr")
+DEFAULT_METHODS = (BICUBIC, NET_ONLY, SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -23,55 +50,140 @@ class Row:
     scale: int
     method: str
     metrics: dict
-    level: str = ""
+    level: str = ""  # product level, or "L2A decimated" for scenes not at native resolution (pooled apart)
+    pixels: int = 0
+    sums: dict = field(default_factory=dict, repr=False)  # squared error and angle sums, for pooling
 
 
-def evaluate_scenes(scenes: list[Scene], scales=(2, 6), level: str = "L2A", weights_dir: Path | None = None) -> list[Row]:
-    """Metrics of the net and of bicubic for every scene large enough for each scale."""
+def wald_inputs(scene: Scene, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Degraded 10, 20 and 60 m stacks as a product would hold them, and the real target; None if too small."""
+    if scale == 6 and min(scene.size10) < MIN_X6_SIDE:
+        return None
+    step = 12 if scale == 2 else 36
+    h, w = (n // step * step for n in scene.size10)
+    if min(h, w) < step:
+        return None
+    im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
+    target = im20 if scale == 2 else im60
+    return degrade(im10, scale), degrade(im20, scale), degrade(im60, scale), target
+
+
+def _valid(target: np.ndarray) -> np.ndarray:
+    return np.all(target != 0, axis=0)
+
+
+def _sums(pred: np.ndarray, target: np.ndarray) -> dict:
+    m = _valid(target)
+    p, t = pred[:, m].astype(np.float64), target[:, m].astype(np.float64)
+    cos = (p * t).sum(axis=0) / np.maximum(np.linalg.norm(p, axis=0) * np.linalg.norm(t, axis=0), 1e-12)
+    return {"sq": float(((p - t) ** 2).sum()), "values": int(p.size), "angle": float(np.degrees(np.arccos(np.clip(cos, -1, 1))).sum()), "pixels": int(m.sum())}
+
+
+def predict(scene: Scene, scale: int, method: Method, weights_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(prediction, target) of one method for one scene at one scale, through the product's array path."""
+    inputs = wald_inputs(scene, scale)
+    if inputs is None:
+        return None
+    b10, b20, b60, target = inputs
+    if method.bicubic:
+        return upsample(b20 if scale == 2 else b60, scale), target
+    nets = load_nets(scene.level if scene.level in ("L1C", "L2A") else "L2A", scale == 6, weights_dir)
+    nets = replace(nets, overrides=method.overrides)
+    out = superresolve_with(nets, b10, b20, b60 if scale == 6 else None)
+    return (out.b20 if scale == 2 else out.b60), target
+
+
+def evaluate_scenes(
+    scenes: list[Scene], scales=(2, 6), weights_dir: Path | None = None, methods=DEFAULT_METHODS,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Row]:
+    """Metrics of every method for every scene large enough for each scale."""
     rows: list[Row] = []
     for scale in scales:
-        net = load_net(weights_name(scale, level, weights_dir), weights_dir)
         for scene in scenes:
-            pair = wald_pair(scene, scale)
-            if pair is None:
-                continue
-            rows.append(Row(scene.name, scale, "bicubic", summary(bicubic_baseline(pair), pair.target, scale), scene.level))
-            pred = predict_pair(net.model, pair, net.manifest.divide_by)
-            rows.append(Row(scene.name, scale, "dsen2", summary(pred, pair.target, scale), scene.level))
+            for method in methods:
+                got = predict(scene, scale, method, weights_dir)
+                if got is None:
+                    break
+                pred, target = got
+                sums = _sums(pred, target)
+                group = f"{scene.level} decimated" if scene.source == "decimated-tile" else scene.level
+                rows.append(Row(scene.name, scale, method.name, summary(pred, target, scale), group, sums["pixels"], sums))
+            log(f"x{scale} {scene.name}: done")
     return rows
 
 
-def mean_rows(rows: list[Row]) -> list[Row]:
-    """Per scale, product level (and all levels) and method, the mean of each metric over scenes."""
+def pooled_rows(rows: list[Row]) -> list[Row]:
+    """Per scale, level and method: RMSE and SAM pooled over every pixel of every scene.
+
+    Levels are pooled apart (decimated scenes apart from native ones), then all native scenes together.
+    """
     out = []
     levels = sorted({r.level for r in rows})
-    groups = [(lv, [lv]) for lv in levels] + ([("all", levels)] if len(levels) > 1 else [])
+    native = [lv for lv in levels if "decimated" not in lv]
+    groups = [(lv, [lv]) for lv in levels] + ([("native", native)] if len(native) > 1 else [])
+    methods = list(dict.fromkeys(r.method for r in rows))
     for scale in sorted({r.scale for r in rows}):
         for name, members in groups:
-            for method in ("bicubic", "dsen2"):
-                sel = [r.metrics for r in rows if r.scale == scale and r.method == method and r.level in members]
-                if sel:
-                    mean = {m: float(np.mean([s[m] for s in sel])) for m in METRICS}
-                    out.append(Row(f"mean of {len(sel)} ({name})", scale, method, mean, name))
+            for method in methods:
+                sel = [r for r in rows if r.scale == scale and r.method == method and r.level in members]
+                if not sel:
+                    continue
+                values = sum(r.sums["values"] for r in sel)
+                pixels = sum(r.sums["pixels"] for r in sel)
+                metrics = {m: float("nan") for m in METRICS}
+                metrics["rmse"] = float(np.sqrt(sum(r.sums["sq"] for r in sel) / values))
+                metrics["sam"] = sum(r.sums["angle"] for r in sel) / pixels
+                out.append(Row(f"pooled over {len(sel)} {name} scenes", scale, method, metrics, name, pixels))
     return out
 
 
+def ratio_table(rows: list[Row]) -> dict[tuple[str, int, str], float]:
+    """RMSE ratio to bicubic for every (scene, scale, method) row that has a bicubic partner."""
+    bicubic = {(r.scene, r.scale): r.metrics["rmse"] for r in rows if r.method == BICUBIC.name}
+    return {(r.scene, r.scale, r.method): r.metrics["rmse"] / bicubic[(r.scene, r.scale)]
+            for r in rows if (r.scene, r.scale) in bicubic and bicubic[(r.scene, r.scale)] > 0}
+
+
 def markdown(rows: list[Row]) -> str:
-    """A table with the RMSE ratio to bicubic on every net row."""
-    bicubic = {(r.scene, r.scale): r.metrics["rmse"] for r in rows if r.method == "bicubic"}
-    lines = ["| scene | scale | method | RMSE | ratio | SRE dB | SAM deg | UIQ | ERGAS |", "|---|---|---|---|---|---|---|---|---|"]
+    """A table with the RMSE ratio to bicubic on every row (pooled rows leave UIQ, SRE and ERGAS out)."""
+    ratios = ratio_table(rows)
+    lines = ["| scene | level | scale | method | RMSE | ratio | SAM deg | SRE dB | UIQ | ERGAS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r.metrics
-        ratio = m["rmse"] / bicubic[(r.scene, r.scale)] if (r.scene, r.scale) in bicubic else float("nan")
-        lines.append(
-            f"| {r.scene} | x{r.scale} | {r.method} | {m['rmse']:.1f} | {ratio:.3f} | {m['sre']:.2f} | {m['sam']:.3f} | {m['uiq']:.4f} | {m['ergas']:.3f} |"
-        )
+        ratio = ratios.get((r.scene, r.scale, r.method), float("nan"))
+        extra = " | ".join("-" if np.isnan(m[k]) else f"{m[k]:.{d}f}" for k, d in (("sre", 2), ("uiq", 4), ("ergas", 3)))
+        lines.append(f"| {r.scene} | {r.level} | x{r.scale} | {r.method} | {m['rmse']:.1f} | {ratio:.3f} | {m['sam']:.3f} | {extra} |")
     return "\n".join(lines)
+
+
+def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], None] = lambda s: None) -> dict[int, Fusion]:
+    """Per scale, the net weight with the lowest pooled RMSE on ``scenes`` (the selection split, never the
+    test split), projection on; written into the manifests in ``weights_dir``."""
+    chosen = {}
+    for scale in (2, 6):
+        candidates = [Method(f"w{w}", ((scale, Fusion(w, 1)),)) for w in NET_WEIGHTS]
+        rows = evaluate_scenes(scenes, (scale,), weights_dir, (BICUBIC, *candidates))
+        everything = [replace(r, level="selection") for r in rows]
+        pooled = {r.method: r.metrics["rmse"] for r in pooled_rows(everything)}
+        if not pooled:
+            raise ValueError(f"x{scale}: no selection scene is large enough")
+        scores = {m.name: pooled[m.name] / pooled[BICUBIC.name] for m in candidates}
+        best = min(candidates, key=lambda m: scores[m.name])
+        chosen[scale] = best.overrides[0][1]
+        log(f"x{scale}: pooled ratio by net weight " + ", ".join(f"{k[1:]}: {v:.3f}" for k, v in scores.items()))
+        path = weights_dir / f"dsen2_x{scale}.json"
+        raw = json.loads(path.read_text())
+        raw["fusion"] = {**chosen[scale].to_dict(), "chosen_on": sorted({s.name for s in scenes}),
+                         "pooled_ratio_by_net_weight": {k[1:]: round(v, 4) for k, v in scores.items()}}
+        path.write_text(json.dumps(raw, indent=2) + "\n")
+    return chosen
 
 
 def scene_from_npz(path: Path) -> Scene:
     with np.load(path) as z:
-        return make_scene(path.stem, "npz", "unknown", z["im10"], z["im20"], z["im60"])
+        return make_scene(path.stem, "npz", "L2A", z["im10"], z["im20"], z["im60"])
 
 
 def scene_from_product(path: Path, size: int = 1080) -> Scene:

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _valid(target: np.ndarray) -> np.ndarray:
-    return np.all(target > 0, axis=0)
+    return np.all(target != 0, axis=0)  # 0 is nodata; offset products hold real negative values
 
 
 def per_band(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:

@@ -123,13 +123,59 @@ def bigearthnet_common_patches() -> Iterator[Scene]:
             yield make_scene(f"ben_{patch}", "bigearthnet-common", "L2A", *_read_band_files(files))
 
 
+#: Where the decimated tile is cut (its 10 m grid): west of the column trains (north of the row) or selects
+#: models (south of it); east of the column is only ever tested on. Each part is at least 450 px a side.
+DECIMATED_SPLIT_COL = 648
+DECIMATED_SPLIT_ROW = 648
+
+
 def decimated_tile(directory: Path) -> Iterator[Scene]:
-    """The whole L2A tile of ``../shared/data`` decimated 10x, ratios 1:2:6 kept (COGs per band)."""
+    """The whole L2A tile of ``../shared/data`` decimated 10x, ratios 1:2:6 kept (COGs per band).
+
+    Yields three scenes: its north-west part (training), south-west part (model choice) and east part
+    (test), each large enough for the x6 protocol, so no part is both learnt from and judged on.
+    """
     if not directory.is_dir():
         return
     files = {b: directory / f"{file_token(b)}.tif" for b in BANDS_10M + BANDS_20M + BANDS_60M}
     if all(p.is_file() for p in files.values()):
-        yield make_scene(directory.name, "decimated-tile", "L2A", *_read_band_files(files))
+        im10, im20, im60 = _read_band_files(files)
+        c, r = DECIMATED_SPLIT_COL, DECIMATED_SPLIT_ROW
+        parts = {
+            "northwest": (slice(0, r), slice(0, c)),
+            "southwest": (slice(r, None), slice(0, c)),
+            "east": (slice(0, None), slice(c, None)),
+        }
+        for part, (rows, cols) in parts.items():
+
+            def crop(a, f, rows=rows, cols=cols):
+                def scaled(s):
+                    return slice(None if s.start is None else s.start // f, None if s.stop is None else s.stop // f)
+
+                return a[:, scaled(rows), scaled(cols)]
+
+            yield make_scene(f"{directory.name}_{part}", "decimated-tile", "L2A", crop(im10, 1), crop(im20, 2), crop(im60, 6))
+
+
+def save_bundle(scenes: list[Scene], path: Path) -> None:
+    """All scenes in one npz, for training where rasterio and the data packages are absent (a GPU box)."""
+    arrays = {}
+    for i, s in enumerate(scenes):
+        for key in ("im10", "im20", "im60"):
+            arrays[f"{i:03d}|{s.name}|{s.source}|{s.level}|{key}"] = getattr(s, key)
+    np.savez_compressed(path, **arrays)
+
+
+def load_bundle(path: Path) -> list[Scene]:
+    """The scenes :func:`save_bundle` wrote, in the same order."""
+    with np.load(path) as z:
+        keys = sorted(z.files)
+        scenes = []
+        for i in range(0, len(keys), 3):
+            _, name, source, level, _ = keys[i].split("|")
+            im = {k.rsplit("|", 1)[1]: z[k] for k in keys[i : i + 3]}
+            scenes.append(Scene(name, source, level, im["im10"], im["im20"], im["im60"]))
+    return scenes
 
 
 def all_scenes(shared_data: Path | None) -> list[Scene]:

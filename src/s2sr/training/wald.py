@@ -54,10 +54,19 @@ def bicubic_baseline(pair: WaldPair) -> np.ndarray:
     return pair.inputs[-1]
 
 
+#: Range of the additive offset (DN) drawn per band and patch by ``sample_patches(..., offsets=True)``.
+OFFSET_RANGE = (-300.0, 1200.0)
+
+
 def sample_patches(
-    pairs: list[WaldPair], count: int, size: int, rng: np.random.Generator
+    pairs: list[WaldPair], count: int, size: int, rng: np.random.Generator, offsets: bool = False
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """``count`` random patches (channels-last, flips and 90 degree rotations), scenes drawn by sqrt(area)."""
+    """``count`` random patches (channels-last, flips and 90 degree rotations), scenes drawn by sqrt(area).
+
+    With ``offsets`` every band of a patch is shifted by its own random offset (the target bands by the same
+    one in input and target): top-of-atmosphere (L1C) and surface (L2A) reflectance differ mostly by such a
+    path-radiance offset, strongest in B1, so a net trained this way cannot key on absolute levels.
+    """
     usable = [p for p in pairs if min(p.size) >= size]
     weights = np.sqrt([p.size[0] * p.size[1] for p in usable])
     picks = rng.choice(len(usable), size=count, p=weights / weights.sum())
@@ -74,7 +83,10 @@ def sample_patches(
             a = np.rot90(a[:, r : r + size, c : c + size], k, axes=(1, 2))
             return (a[:, :, ::-1] if flip else a).transpose(1, 2, 0)
 
+        shifts = [np.zeros((1, 1, a.shape[0]), np.float32) for a in pair.inputs]
+        if offsets:
+            shifts = [rng.uniform(*OFFSET_RANGE, (1, 1, a.shape[0])).astype(np.float32) for a in pair.inputs]
         for j, a in enumerate(pair.inputs):
-            xs[j].append(aug(a))
-        ys.append(aug(pair.target))
+            xs[j].append(aug(a) + shifts[j])
+        ys.append(aug(pair.target) + shifts[-1])  # the last input is the target bands, upsampled
     return [np.stack(x).astype(np.float32) for x in xs], np.stack(ys).astype(np.float32)

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import s2sr
+from s2sr.refine import Fusion, fuse, highpass, project, projection_reach, regression_detail, usable_coarse
+from s2sr.resample import degrade, upsample
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), factor=st.sampled_from([2, 6]))
+def test_one_projection_step_reproduces_the_coarse_band(seed, factor):
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(500, 3000, (2, 12, 12)).astype(np.float32)
+    estimate = upsample(coarse, factor) + rng.normal(0, 200, (2, 12 * factor, 12 * factor)).astype(np.float32)
+    before = np.sqrt(((degrade(estimate, factor) - coarse) ** 2).mean())
+    after = degrade(project(estimate, coarse, factor), factor) - coarse
+    inner = after[:, 3:-3, 3:-3]  # away from the mirrored edge, as a tile border guarantees
+    assert np.sqrt((inner**2).mean()) < 0.01 * before
+
+
+def test_projection_reach_covers_what_one_pixel_depends_on():
+    rng = np.random.default_rng(1)
+    coarse = rng.uniform(500, 3000, (1, 30, 30)).astype(np.float32)
+    estimate = upsample(coarse, 6)
+    changed = estimate.copy()
+    changed[0, 90, 90] += 1000.0
+    diff = np.abs(project(changed, coarse, 6) - project(estimate, coarse, 6))[0]
+    rows, cols = np.nonzero(diff > 1e-3)
+    reach = projection_reach(6, 1)
+    assert np.abs(rows - 90).max() <= reach and np.abs(cols - 90).max() <= reach
+
+
+def test_regression_detail_recovers_a_linear_band_and_refuses_a_constant():
+    rng = np.random.default_rng(2)
+    predictors = upsample(rng.uniform(500, 3000, (4, 40, 40)).astype(np.float32), 2) + rng.normal(0, 50, (4, 80, 80)).astype(np.float32)
+    fine = 0.5 * predictors[0] - 0.2 * predictors[3] + 300
+    coarse = degrade(fine[None], 2)
+    usable = np.ones(coarse.shape[1:], bool)
+    detail = regression_detail(predictors, coarse, 2, usable)
+    np.testing.assert_allclose(detail[0], highpass(fine[None], 2)[0], atol=2.0)
+    assert not regression_detail(np.full_like(predictors, 100.0), coarse, 2, usable).any()
+    assert not regression_detail(predictors, coarse, 2, np.zeros_like(usable)).any()  # nothing valid: bicubic
+
+
+def test_usable_pixels_exclude_nodata_and_saturation():
+    valid_fine = np.ones((12, 12), bool)
+    valid_fine[0, 0] = False
+    saturated = np.zeros((2, 6, 6), bool)
+    saturated[1, 5, 5] = True
+    usable = usable_coarse(valid_fine, saturated, np.ones((6, 6), bool), 2)
+    assert not usable[0, 0] and not usable[5, 5] and usable.sum() == 34
+
+
+def test_fusion_weights():
+    net, bic, det = np.full((1, 2, 2), 10.0), np.full((1, 2, 2), 4.0), np.full((1, 2, 2), 2.0)
+    assert fuse(net, bic, det, Fusion(1.0))[0, 0, 0] == 10
+    assert fuse(net, bic, det, Fusion(0.0))[0, 0, 0] == 6
+    assert fuse(net, bic, det, Fusion(0.25))[0, 0, 0] == pytest.approx(7.0)
+    assert Fusion.from_dict({"net_weight": 0.5, "chosen_on": ["x"]}) == Fusion(0.5)
+
+
+def test_output_of_a_real_crop_reproduces_its_input_bands(shared_data):
+    """Degrading s2sr's output of a real L1C crop gives back the 20 m and 60 m bands it was made from."""
+    with np.load(shared_data / "training-crops" / "hvn2_S2S_UCNN_australia.npz") as z:
+        b10, b20, b60 = z["im10"][:, :396, :396], z["im20"][:, :198, :198], z["im60"][:, :66, :66]
+    out = s2sr.superresolve(b10, b20, b60, level="L1C")
+    off = s2sr.superresolve(b10, b20, b60, level="L1C", consistency=False)
+    for sr, raw, f, sr_off in ((out.b20, b20, 2, off.b20), (out.b60, b60, 6, off.b60)):
+        err = degrade(sr, f) - raw
+        err_off = degrade(sr_off, f) - raw
+        rms, rms_off = np.sqrt((err**2).mean()), np.sqrt((err_off**2).mean())
+        assert rms < 1.0, f"x{f}: re-degraded output misses its input by {rms:.2f} DN RMS"
+        assert rms_off > 2 * rms  # the flag really turns the projection off
