@@ -145,9 +145,138 @@ def test_manifest_is_valid_and_asks_for_a_gpu():
     manifest = json.loads((ROOT / "UP42Manifest.json").read_text())
     schema = json.loads((ROOT / "schemas" / "up42_manifest.schema.json").read_text())
     jsonschema.validate(manifest, schema)
+    # the image's TensorFlow is a CUDA 12 build: Kepler GPUs (K80) cannot run it and would fall back to CPU
     assert manifest["type"] == "processing" and "gpu" in manifest["machine"]["type"]
+    assert "k80" not in manifest["machine"]["type"]
     inputs = manifest["input_capabilities"]["raster"]["up42_standard"]
     assert (inputs["format"], inputs["sensor"], inputs["dtype"]) == ("SAFE", "Sentinel2", "uint16")
     assert manifest["output_capabilities"]["raster"]["up42_standard"]["format"] == "GTiff"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**manifest, "_up42_specification_version": 1}, schema)
+
+
+def _features_file(input_dir: Path, paths: list[str], ids: list[str] | None = None) -> None:
+    ids = ids or [f"f{i}" for i in range(len(paths))]
+    features = [{"type": "Feature", "id": i, "geometry": None, "properties": {"up42.data_path": p}} for i, p in zip(ids, paths, strict=True)]
+    (input_dir / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def _up42_layout(tmp_path: Path, build_product, specs: list[dict]) -> Path:
+    """As UP42's data blocks deliver: one folder per product, data_path pointing at the folder."""
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    paths = []
+    for i, spec in enumerate(specs):
+        product = build_product(**spec)
+        folder = input_dir / f"ef60b465-{i:04d}"
+        folder.mkdir()
+        product.rename(folder / product.name)
+        paths.append(folder.name)
+    _features_file(input_dir, paths)
+    return input_dir
+
+
+def _outputs(tmp_path: Path) -> list[Path]:
+    return sorted(p for d in ("output", "quicklooks") if (tmp_path / d).exists() for p in (tmp_path / d).rglob("*") if p.is_file())
+
+
+def test_up42_folder_layout_and_a_product_outside_the_aoi_is_skipped(tmp_path, build_product):
+    far = {"size": 48, "origin": (499980.0, 5900040.0)}  # another place: 100 km east, 100 km north
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 48}, far, {"size": 48, "zipped": True}])
+    bbox = SampleSpec().wgs84_bbox(6, 6, 30, 30)
+    proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True})
+    assert proc.returncode == 0, proc.stderr
+    assert "feature 2/3: skipped, the AOI does not intersect" in proc.stderr
+    assert "nets: Keras" in proc.stderr  # which backend and device run the nets
+    fc = json.loads((tmp_path / "output" / "data.json").read_text())
+    assert [f["id"] for f in fc["features"]] == ["f0", "f2"]
+    assert all((tmp_path / "output" / f["properties"]["up42.data_path"]).is_file() for f in fc["features"])
+
+
+def test_contains_needs_the_whole_aoi_inside_the_data(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 48}])
+    inside = SampleSpec().wgs84_bbox(6, 6, 20, 20)
+    across_edge = SampleSpec().wgs84_bbox(30, 30, 60, 60)  # reaches past the swath edge and the product
+
+    def polygon(b):
+        return {"type": "Polygon", "coordinates": [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]]}
+
+    proc = _run_block(tmp_path, input_dir, {"contains": polygon(across_edge), "clip_to_aoi": True})
+    assert proc.returncode == 2 and "does not hold the whole AOI" in proc.stderr and "overlaps none" in proc.stderr
+    assert not _outputs(tmp_path)
+    proc = _run_block(tmp_path, input_dir, {"intersects": polygon(across_edge), "clip_to_aoi": True})
+    assert proc.returncode == 0, proc.stderr
+    proc = _run_block(tmp_path, input_dir, {"contains": polygon(inside), "clip_to_aoi": True})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_aoi_on_nodata_only_is_skipped_and_exits_6_when_nothing_is_left(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 96}])
+    beyond_swath = SampleSpec().wgs84_bbox(84, 84, 96, 96)  # the sample's nodata corner
+    proc = _run_block(tmp_path, input_dir, {"bbox": beyond_swath, "clip_to_aoi": True})
+    assert proc.returncode == 6, proc.stderr
+    assert "covers only nodata" in proc.stderr and "Traceback" not in proc.stderr
+    assert not _outputs(tmp_path)
+
+
+def test_footprint_is_what_was_written_not_the_aoi(tmp_path, build_product):
+    from shapely.geometry import box, shape
+
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 48, "nodata_edge": False}])
+    bbox = SampleSpec().wgs84_bbox(24, 24, 96, 96)  # reaches 48 px beyond the product's lower-right corner
+    proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True})
+    assert proc.returncode == 0, proc.stderr
+    feature = json.loads((tmp_path / "output" / "data.json").read_text())["features"][0]
+    written = shape(feature["geometry"])
+    product = box(*SampleSpec().wgs84_bbox(0, 0, 48, 48))
+    assert written.area < 0.35 * box(*bbox).area  # a quarter of the AOI holds data
+    assert written.difference(product).area < 0.03 * written.area  # UTM square vs lon/lat box, simplification
+    assert feature["bbox"] == pytest.approx(list(written.bounds))
+
+
+def test_data_path_outside_the_input_folder_is_refused(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 12}])
+    outside = build_product(size=12)
+    (input_dir / "link").symlink_to(outside.parent)
+    for data_path in ("../p1", str(outside), "link"):
+        _features_file(input_dir, [data_path])
+        proc = _run_block(tmp_path, input_dir, {})
+        assert proc.returncode == 4, (data_path, proc.stderr)
+        assert "leads outside" in proc.stderr and not _outputs(tmp_path)
+
+
+def test_features_whose_ids_collide_get_their_own_outputs(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 12}, {"size": 12, "seed": 1}])
+    _features_file(input_dir, ["ef60b465-0000", "ef60b465-0001"], ids=["a/b", "a:b"])
+    proc = _run_block(tmp_path, input_dir, {})
+    assert proc.returncode == 0, proc.stderr
+    paths = [f["properties"]["up42.data_path"] for f in json.loads((tmp_path / "output" / "data.json").read_text())["features"]]
+    assert len(set(paths)) == 2 and all((tmp_path / "output" / p).is_file() for p in paths)
+    assert len(list((tmp_path / "quicklooks").glob("*.png"))) == 2
+
+
+def test_corrupt_band_file_exits_4_naming_it(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 48}])
+    jp2 = next(input_dir.rglob("*_B12_20m.jp2"))
+    jp2.write_bytes(jp2.read_bytes()[:300])
+    proc = _run_block(tmp_path, input_dir, {})
+    assert proc.returncode == 4 and "B12_20m.jp2" in proc.stderr and "Traceback" not in proc.stderr
+    assert not _outputs(tmp_path)
+
+
+def test_a_killed_run_leaves_nothing_in_the_output_folders(tmp_path, build_product):
+    import signal
+    import time
+
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 600}])
+    env = {**os.environ, "UP42_TASK_PARAMETERS": "{}"}
+    cmd = [sys.executable, "-m", "s2sr.cli", "block", "--input-dir", str(input_dir), "--output-dir",
+           str(tmp_path / "output"), "--quicklook-dir", str(tmp_path / "quicklooks"), "--tile-size", "120"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # kill it once it has written tiles
+        if "tile 3/" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not _outputs(tmp_path), _outputs(tmp_path)

@@ -18,7 +18,7 @@ import numpy as np
 from .bands import SATURATED_DN
 from .errors import InputParametersError
 from .model import LoadedNet, load_net, run_net, weights_name
-from .refine import Fusion, fuse, project, projection_reach, regression_detail, usable_coarse
+from .refine import Fusion, fuse, project, projection_reach, regression_detail, regression_reach, usable_coarse
 from .resample import nearest_upsample, upsample
 from .tiling import Window
 
@@ -135,13 +135,18 @@ class Nets:
     def border(self) -> int:
         """Context border in 10 m pixels, a multiple of 6: what the manifests ask, or what refinement needs.
 
-        A pixel's output reads the bicubic upsampling of its 60 m neighbours (18 px), the nets' receptive
-        radius, the projection's reach and, near nodata, the fill's; a border that covers them all makes
-        tiled output equal untiled (the per-window regression fit aside).
+        A pixel's output reads the bicubic upsampling of its 60 m neighbours (18 px) and the nets' receptive
+        radius, or the regression's fit window, then the projection's reach and, near nodata, the fill's; a
+        border that covers them all makes tiled output equal untiled.
         """
         nets = [(2, self.x2)] + ([(6, self.x6)] if self.x6 is not None else [])
         fill = 2 * FILL_REACH  # a filled pixel reads this far
-        need = max(fill + 18 + n.manifest.architecture.receptive_radius + self.reach(s) for s, n in nets)
+
+        def estimate_reach(scale: int, net: LoadedNet) -> int:
+            regression = regression_reach(scale) if self.fusion(scale).net_weight < 1 else 0
+            return max(18 + net.manifest.architecture.receptive_radius, regression)
+
+        need = max(fill + estimate_reach(s, n) + self.reach(s) for s, n in nets)
         asked = max(n.manifest.context_border for _, n in nets)
         return max(asked, -(-need // 6) * 6)
 

@@ -2,10 +2,10 @@
 
 Both are pure functions of arrays over one window (a tile with its context border):
 
-- :func:`regression_detail` fits each coarse band, on the window itself, as a ridge-linear function of finer
-  bands degraded to its grid, and returns the fine-scale detail of that fit (prediction at 10 m minus its
-  degraded-and-upsampled self). Added to the bicubic upsampling it is an estimate that adapts to every
-  scene, where a net only knows the scenes it was trained on.
+- :func:`regression_detail` fits each coarse band, around every pixel of the scene itself, as a ridge-linear
+  function of finer bands degraded to its grid, and returns the fine-scale detail of that fit (prediction at
+  10 m minus its degraded-and-upsampled self). Added to the bicubic upsampling it is an estimate that adapts
+  to every scene, where a net only knows the scenes it was trained on.
 - :func:`project` makes an estimate consistent with its input: degrading the output reproduces the coarse
   band it came from (iterated back-projection with the sensor model of training, :func:`resample.degrade`).
   A net or a regression can add detail; neither may change the radiometry the sensor measured.
@@ -20,12 +20,14 @@ import numpy as np
 
 from .resample import degrade, upsample
 
-#: Fewest valid coarse pixels per predictor before a regression is trusted; below it, no detail (bicubic).
+#: Fewest usable coarse pixels per predictor in a fit window before the fit is trusted.
 MIN_PIXELS_PER_PREDICTOR = 20
-#: Ridge penalty on standardised predictors, relative to the pixel count.
+#: Ridge penalty, relative to each predictor's variance in the window.
 RIDGE = 1e-3
-#: A fit that explains less of the coarse band's variance than this injects no detail.
+#: A fit that explains less of the coarse band's local variance than this injects no detail.
 MIN_R2 = 0.2
+#: Radius of the regression's fit window in coarse pixels: 25 x 25 at 20 m (500 m), 17 x 17 at 60 m (1 km).
+REGRESSION_RADIUS = {2: 12, 6: 8}
 
 
 @dataclass(frozen=True)
@@ -121,59 +123,63 @@ def highpass(fine: np.ndarray, factor: int) -> np.ndarray:
     return fine - upsample(degrade(fine, factor), factor)
 
 
-def regression_detail(
-    predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray
-) -> np.ndarray:
+def regression_reach(factor: int) -> int:
+    """Fine pixels each side that :func:`regression_detail` reads: its fit window, the predictors' degrading
+    and high-pass, and the bicubic upsampling of the coefficient maps."""
+    blur_radius = max(1, int(np.ceil(3.0 / factor)))
+    return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + blur_radius
+
+
+def regression_detail(predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray) -> np.ndarray:
     """Fine-scale detail of ``coarse`` (bands, h, w) predicted from ``predictors`` (p, h*f, w*f).
 
-    Each coarse band is fitted as ridge-linear in the predictors degraded to its grid, on ``usable`` coarse
-    pixels (valid and unsaturated in every band involved), with one robust refit that drops residuals beyond
-    four MADs (clouds, water edges, glint). A band whose fit is ill-conditioned (too few pixels, too little
-    variance explained) gets no detail: its estimate falls back to bicubic. Returns (bands, h*f, w*f).
+    Each coarse band is fitted, around every coarse pixel, as ridge-linear in the predictors degraded to its
+    grid, over a square window of ``REGRESSION_RADIUS`` coarse pixels and only its ``usable`` pixels (valid
+    and unsaturated in every band involved). The fit is local, so it follows land cover and never depends
+    on where a tile starts; where it is ill-conditioned (too few pixels, too little variance explained) the
+    detail fades to zero and the estimate falls back to bicubic. Returns (bands, h*f, w*f).
     """
+    radius = REGRESSION_RADIUS[factor]
     n_pred = predictors.shape[0]
+    x = degrade(predictors, factor).astype(np.float64)  # (p, h, w)
+    weight = usable.astype(np.float64)
+    count = _box_sum(weight, radius)
+    n = np.maximum(count, 1.0)
+    mean_x = _box_sum(weight * x, radius) / n  # (p, h, w)
+    cov = np.empty((*usable.shape, n_pred, n_pred))
+    for k in range(n_pred):
+        for j in range(k + 1):
+            c = _box_sum(weight * x[k] * x[j], radius) / n - mean_x[k] * mean_x[j]
+            cov[..., k, j] = cov[..., j, k] = c
+    diag = np.einsum("...kk->...k", cov)
+    cov[..., range(n_pred), range(n_pred)] = diag * (1 + RIDGE) + 1e-6
+    inverse = np.linalg.inv(cov)
+    fine_detail = highpass(predictors, factor)  # (p, H, W)
+    enough = count >= MIN_PIXELS_PER_PREDICTOR * (n_pred + 1)
     detail = np.zeros((coarse.shape[0], *predictors.shape[1:]), np.float32)
-    if usable.sum() < MIN_PIXELS_PER_PREDICTOR * (n_pred + 1):
-        return detail
-    x = degrade(predictors, factor)[:, usable].astype(np.float64)  # (p, n)
-    mean, std = x.mean(axis=1, keepdims=True), x.std(axis=1, keepdims=True)
-    keep = std[:, 0] > 1e-3
-    if not keep.any():
-        return detail
-    xs = ((x[keep] - mean[keep]) / std[keep]).T  # (n, k)
-    fine_detail = highpass(predictors[keep], factor)  # (k, H, W)
     for b in range(coarse.shape[0]):
-        y = coarse[b][usable].astype(np.float64)
-        coef = _robust_ridge(xs, y)
-        if coef is None:
-            continue
-        scaled = (coef / std[keep, 0]).astype(np.float32)
-        detail[b] = np.tensordot(scaled, fine_detail, axes=1)
+        y = coarse[b].astype(np.float64)
+        mean_y = _box_sum(weight * y, radius) / n
+        var_y = _box_sum(weight * y * y, radius) / n - mean_y**2
+        cross = np.stack([_box_sum(weight * x[k] * y, radius) / n - mean_x[k] * mean_y for k in range(n_pred)], axis=-1)
+        coef = np.einsum("...kj,...j->...k", inverse, cross)  # (h, w, p)
+        r2 = np.einsum("...k,...k->...", coef, cross) / np.maximum(var_y, 1e-6)
+        gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * enough  # fades in between R2 0.2 and 0.4
+        coef = (coef * gain[..., None]).transpose(2, 0, 1).astype(np.float32)
+        detail[b] = np.einsum("khw,khw->hw", upsample(coef, factor), fine_detail)
     return detail
 
 
-def _robust_ridge(xs: np.ndarray, y: np.ndarray) -> np.ndarray | None:
-    """Ridge coefficients of standardised predictors, refitted once without outliers; None if unreliable."""
-    rows = np.ones(len(y), bool)
-    coef = None
-    for _ in range(2):
-        xr, yr = xs[rows], y[rows]
-        if len(yr) < MIN_PIXELS_PER_PREDICTOR * (xs.shape[1] + 1):
-            return None
-        xc = xr - xr.mean(axis=0)
-        yc = yr - yr.mean()
-        gram = xc.T @ xc + RIDGE * len(yr) * np.eye(xs.shape[1])
-        coef = np.linalg.solve(gram, xc.T @ yc)
-        resid = yc - xc @ coef
-        mad = np.median(np.abs(resid - np.median(resid))) * 1.4826
-        if mad <= 0:
-            break
-        rows = rows.copy()
-        rows[rows] = np.abs(resid - np.median(resid)) <= 4 * mad
-    var = yc.var()
-    if var <= 0 or 1 - resid.var() / var < MIN_R2:
-        return None
-    return coef
+def _box_sum(a: np.ndarray, radius: int) -> np.ndarray:
+    """Sum of the last two axes over a (2 radius + 1)^2 window around each pixel, cut at the array's edge."""
+    padded = np.zeros((*a.shape[:-2], a.shape[-2] + 1, a.shape[-1] + 1))
+    padded[..., 1:, 1:] = a
+    table = padded.cumsum(axis=-2).cumsum(axis=-1)
+    h, w = a.shape[-2:]
+    r0, r1 = np.clip(np.arange(h) - radius, 0, h), np.clip(np.arange(h) + radius + 1, 0, h)
+    c0, c1 = np.clip(np.arange(w) - radius, 0, w), np.clip(np.arange(w) + radius + 1, 0, w)
+    return (table[..., r1[:, None], c1[None, :]] - table[..., r0[:, None], c1[None, :]]
+            - table[..., r1[:, None], c0[None, :]] + table[..., r0[:, None], c0[None, :]])
 
 
 def usable_coarse(valid_fine: np.ndarray, saturated_coarse: np.ndarray, valid_coarse: np.ndarray, factor: int) -> np.ndarray:
