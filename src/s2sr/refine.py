@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .resample import degrade, upsample
+from .resample import degrade, separable_filter, upsample
 
 #: Fewest usable coarse pixels per predictor in a fit window before the fit is trusted.
 MIN_PIXELS_PER_PREDICTOR = 20
@@ -87,22 +87,6 @@ def _preconditioner(factor: int) -> np.ndarray:
     return np.linalg.lstsq(a, target, rcond=None)[0].astype(np.float32)
 
 
-def _filter2d(a: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """Separable convolution of the last two axes with a symmetric 1-D filter, edges mirrored."""
-    r = len(g) // 2
-    out = a
-    for axis in (a.ndim - 2, a.ndim - 1):
-        pad = [(0, 0)] * a.ndim
-        pad[axis] = (r, r)
-        p = np.pad(out, pad, mode="symmetric")
-        n = out.shape[axis]
-        acc = np.zeros_like(out)
-        for i, w in enumerate(g):
-            acc += w * np.take(p, np.arange(i, i + n), axis=axis)
-        out = acc
-    return out
-
-
 def project(estimate: np.ndarray, coarse: np.ndarray, factor: int, steps: int = 1) -> np.ndarray:
     """Make ``estimate`` consistent with ``coarse``: afterwards ``degrade(estimate)`` reproduces it.
 
@@ -114,7 +98,7 @@ def project(estimate: np.ndarray, coarse: np.ndarray, factor: int, steps: int = 
     out = np.array(estimate, dtype=np.float32, copy=True)
     g = _preconditioner(factor)
     for _ in range(steps):
-        out += upsample(_filter2d(coarse - degrade(out, factor), g), factor)
+        out += upsample(separable_filter(coarse - degrade(out, factor), g, "symmetric"), factor)
     return out
 
 

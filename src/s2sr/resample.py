@@ -57,23 +57,28 @@ def block_mean(a: np.ndarray, factor: int) -> np.ndarray:
     )
 
 
-def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of the last two axes, edges reflected."""
-    radius = max(1, int(np.ceil(3 * sigma)))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).astype(np.float32)
+def separable_filter(a: np.ndarray, kernel: np.ndarray, mode: str = "reflect") -> np.ndarray:
+    """Convolve the last two axes with a symmetric 1-D kernel of odd length; edges padded by ``mode``."""
+    radius = len(kernel) // 2
     out = a.astype(np.float32, copy=False)
     for axis in (a.ndim - 2, a.ndim - 1):
         pad = [(0, 0)] * a.ndim
         pad[axis] = (radius, radius)
-        p = np.pad(out, pad, mode="reflect")
+        p = np.pad(out, pad, mode=mode)
         n = out.shape[axis]
         acc = np.zeros_like(out)
         for i, k in enumerate(kernel):
             acc += k * np.take(p, np.arange(i, i + n), axis=axis)
         out = acc
     return out
+
+
+def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of the last two axes, edges reflected."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    return separable_filter(a, (kernel / kernel.sum()).astype(np.float32), "reflect")
 
 
 def degrade(a: np.ndarray, factor: int) -> np.ndarray:

@@ -44,9 +44,6 @@ TEST_SCENES = (
     "S2A_29RKH_20200219_L2A_decimated10x_east",
 )
 
-#: Kept for callers of the first release: the held-back scenes are now the test scenes.
-VALIDATION_SCENES = TEST_SCENES
-
 
 @dataclass(frozen=True)
 class TrainConfig:
