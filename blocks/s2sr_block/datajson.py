@@ -74,17 +74,18 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], footprint: Any | None) -> dict:
-    """The input feature pointing at the new file; geometry and bbox are the footprint of what was written."""
-    from s2sr.footprint import as_feature_geometry
-
+def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], stac_path: str, stac_item: dict) -> dict:
+    """The input feature pointing at the new file and its STAC Item; geometry and bbox are the Item's: the
+    footprint of what was written."""
     feature = copy.deepcopy(item.feature)
     props = feature.setdefault("properties", {})
     props[DATA_PATH] = data_path
     props["s2sr.bands"] = list(bands)
     props["s2sr.resolution_m"] = 10
-    if footprint is not None:
-        feature["geometry"], feature["bbox"] = as_feature_geometry(footprint)
+    props["s2sr.stac_item"] = stac_path
+    feature["links"] = [*feature.get("links", []), {"rel": "describedby", "href": stac_path, "type": "application/geo+json"}]
+    if stac_item.get("geometry") is not None:
+        feature["geometry"], feature["bbox"] = stac_item["geometry"], stac_item["bbox"]
     return feature
 
 

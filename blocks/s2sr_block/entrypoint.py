@@ -8,19 +8,19 @@ UP42 exit code; a failed run removes whatever it had written.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from s2sr.bands import output_bands
 from s2sr.errors import AoiError, InputParametersError, NoInputError, NoOutputError, ProductError, S2srError
-from s2sr.footprint import raster_footprint
 from s2sr.model import compute_device
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
 from s2sr.progress import ProgressReporter
+from s2sr.stac_item import item_path
 
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
@@ -95,11 +95,12 @@ def run_block(
                 log(f"{label}: skipped, {exc}")
                 empty.append(product.name)
                 continue
-            written.append(target)
+            stac = item_path(target)
+            written += [target, stac]
             quicklook = quicklook_dir / f"{item.feature_id}.png"
             written.append(quicklook)
             write_quicklook(target, quicklook)
-            features.append(output_feature(item, relative, bands, written_footprint(target, aoi)))
+            features.append(output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), json.loads(stac.read_text())))
         if not features:
             if empty:
                 raise NoOutputError(f"no product holds valid pixels in the AOI ({', '.join(empty)} hold only nodata there)")
@@ -113,15 +114,6 @@ def run_block(
         raise
     log(f"wrote {len(features)} file(s) and {data_json}" + (f"; skipped {len(missed) + len(empty)}" if missed or empty else ""))
     return data_json
-
-
-def written_footprint(tif: Path, aoi: Any | None) -> Any | None:
-    """Where ``tif`` holds data, cut to the AOI's exact outline when there is one (WGS84)."""
-    footprint = raster_footprint(tif)
-    if footprint is None or aoi is None:
-        return footprint
-    cut = footprint.intersection(aoi)
-    return footprint if cut.is_empty else cut
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

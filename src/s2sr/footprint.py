@@ -43,6 +43,15 @@ def raster_footprint(path: Path) -> Any | None:
         return mask_footprint(mask, transform, ds.crs)
 
 
+def written_footprint(tif: Path, aoi: Any | None) -> Any | None:
+    """Where ``tif`` holds data, cut to the AOI's exact outline when there is one (WGS84)."""
+    footprint = raster_footprint(tif)
+    if footprint is None or aoi is None:
+        return footprint
+    cut = footprint.intersection(aoi)
+    return footprint if cut.is_empty else cut
+
+
 def as_feature_geometry(geom: Any) -> tuple[dict, list[float]]:
     """GeoJSON geometry and bbox of a WGS84 geometry, coordinates rounded to about a centimetre."""
     import json

@@ -22,6 +22,7 @@ class ProductMetadata:
     quantification: float
     offsets: dict[str, float]
     product_uri: str = ""
+    sensing_time: str = ""  # ISO 8601 UTC, e.g. "2023-06-15T10:15:59Z"; "" when unknown
 
     def offset(self, band: str) -> float:
         return self.offsets.get(band, 0.0)
@@ -101,4 +102,15 @@ def parse_product_metadata(data: bytes, source: str) -> ProductMetadata:
         quantification=quantification,
         offsets=offsets,
         product_uri=_first_text(root, "PRODUCT_URI") or "",
+        sensing_time=_sensing_time(_first_text(root, "PRODUCT_START_TIME") or "", _first_text(root, "PRODUCT_URI") or ""),
     )
+
+
+def _sensing_time(start: str, product_uri: str) -> str:
+    """PRODUCT_START_TIME, or the sensing time in the product name (``..._20230615T101559_...``)."""
+    import re
+
+    if start:
+        return start.replace(".000Z", "Z") if start.endswith("Z") else start + "Z"
+    m = re.search(r"_(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})_", product_uri)
+    return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}:{m[5]}:{m[6]}Z" if m else ""

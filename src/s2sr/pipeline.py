@@ -17,8 +17,10 @@ from . import __version__
 from .aoi import aoi_window, geometry_from_bbox, geometry_from_geojson, inside_mask, to_crs
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .errors import InputParametersError, NoOutputError
+from .footprint import written_footprint
 from .inference import load_nets, superresolve_tile
 from .product import ProductReader, open_product
+from .stac_item import write_output_item
 from .tiling import tiles_covering
 from .writer import CogWriter, to_dn
 
@@ -58,12 +60,14 @@ def superresolve_product(
     weights_dir: Path | None = None,
     progress: Progress | None = None,
     consistency: bool = True,
+    stac_item: bool = True,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
     ``aoi`` (WGS84 bbox, GeoJSON geometry or shapely polygon) limits the output to the 60 m-aligned window
     around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too. ``consistency=False`` skips
-    the projection onto the measured bands (for comparison only).
+    the projection onto the measured bands (for comparison only). With ``stac_item`` a STAC Item describing
+    the file is written beside it (``out.json``, see ``stac_item``).
     """
     output = Path(output)
     if tile_size <= 0 or tile_size % 6:
@@ -121,6 +125,17 @@ def superresolve_product(
                     progress(done, len(tiles))
             if not holds_data:  # leaving the writer with an error writes nothing
                 raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")
+    if stac_item:
+        try:
+            write_output_item(
+                output, source=located.source, source_name=located.name, level=located.level,
+                sensing_time=located.metadata.sensing_time, version=__version__,
+                weights=[n.manifest for n in (nets.x2, nets.x6) if n is not None],
+                footprint=written_footprint(output, area_of_interest.geometry if area_of_interest and clip_to_aoi else None),
+            )
+        except BaseException:
+            output.unlink(missing_ok=True)  # a file without its Item is not an output
+            raise
     return output
 
 

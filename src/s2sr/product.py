@@ -44,7 +44,7 @@ class Product:
     @property
     def name(self) -> str:
         uri = self.metadata.product_uri or self.source.name
-        return uri.removesuffix(".zip").removesuffix(".SAFE")
+        return uri.removesuffix(".zip").removesuffix(".SAFE").removesuffix(".json")
 
 
 def _pick_band_files(names: list[str], source: Path) -> dict[str, str]:
@@ -80,13 +80,17 @@ def _product_in_folder(path: Path) -> Path | None:
 
 
 def open_product(path: str | Path) -> Product:
-    """Locate metadata and band files of a product given as SAFE directory, zip, metadata XML path, or a
-    folder that holds exactly one SAFE directory or zip."""
+    """Locate metadata and band files of a product given as SAFE directory, zip, metadata XML path, STAC
+    Item (``.json``), or a folder that holds exactly one SAFE directory or zip."""
     path = Path(path)
     if not path.exists():
         raise NoInputError(f"product {path} does not exist")
     if path.is_file() and zipfile.is_zipfile(path):
         return _open_zip(path)
+    from .stac import is_stac_item, open_item
+
+    if is_stac_item(path):
+        return open_item(path)
     if path.is_file():
         if not _MTD.search(path.name):
             raise ProductError(f"{path}: not a SAFE directory, zip or MTD_MSIL1C/2A.xml; give one of those")

@@ -1,0 +1,117 @@
+"""The STAC Item written beside every output GeoTIFF (``out.tif`` -> ``out.json``).
+
+It says where the file holds data (geometry and bbox of the written footprint), on which grid (``proj:``),
+what every band is (``eo:bands`` with names, common names and centre wavelengths; ``raster:bands`` with
+type, nodata, scale and resolution), what it was made from (a ``derived_from`` link to the source product
+or Item) and by what (the s2sr version, and the weights by name and sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .bands import BANDS, NODATA_DN, SUPERRESOLVED_BANDS, description
+
+STAC_VERSION = "1.0.0"
+EXTENSIONS = [
+    "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
+]
+#: STAC eo common names of the MSI bands.
+COMMON_NAMES = {
+    "B1": "coastal", "B2": "blue", "B3": "green", "B4": "red", "B5": "rededge", "B6": "rededge",
+    "B7": "rededge", "B8": "nir", "B8A": "nir08", "B9": "nir09", "B11": "swir16", "B12": "swir22",
+}
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def item_path(tif: Path) -> Path:
+    return Path(tif).with_suffix(".json")
+
+
+def write_output_item(
+    tif: Path, *, source: Path, source_name: str, level: str, sensing_time: str, weights: list[Any],
+    footprint: Any | None, version: str,
+) -> Path:
+    """Write the Item of ``tif`` beside it (temporary name, then rename) and return its path."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from .footprint import as_feature_geometry
+
+    with rasterio.open(tif) as ds:
+        names = [ds.tags(i).get("band") for i in range(1, ds.count + 1)]
+        epsg = CRS.from_user_input(ds.crs).to_epsg()
+        shape, transform = [ds.height, ds.width], list(ds.transform)[:6]
+        resolution = abs(ds.transform.a)
+    geometry, bbox = as_feature_geometry(footprint) if footprint is not None else (None, None)
+    item = {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": EXTENSIONS,
+        "id": Path(tif).stem,
+        "geometry": geometry,
+        **({"bbox": bbox} if bbox else {}),
+        "properties": {
+            "datetime": sensing_time or None,
+            **({} if sensing_time else {"start_datetime": None, "end_datetime": None}),
+            "platform": _platform(source_name),
+            "constellation": "sentinel-2",
+            "instruments": ["msi"],
+            "gsd": resolution,
+            "proj:code": f"EPSG:{epsg}" if epsg else None,
+            "proj:shape": shape,
+            "proj:transform": transform,
+            "processing:level": level,
+            "processing:software": {"s2sr": version},
+            "s2sr:source_product": source_name,
+            "s2sr:weights": [{"name": w.name, "sha256": w.sha256, "fusion": w.fusion} for w in weights],
+        },
+        "links": [{"rel": "derived_from", "href": _href(source, tif), "title": source_name}],
+        "assets": {
+            "data": {
+                "href": f"./{Path(tif).name}",
+                "type": COG_TYPE,
+                "title": f"{len(names)} Sentinel-2 bands at {resolution:g} m, {sum(n in SUPERRESOLVED_BANDS for n in names)} super-resolved",
+                "roles": ["data", "reflectance"],
+                "eo:bands": [_eo_band(n) for n in names],
+                "raster:bands": [
+                    {"data_type": "uint16", "nodata": NODATA_DN, "scale": 1e-4, "offset": 0.0, "spatial_resolution": resolution}
+                    for _ in names
+                ],
+            }
+        },
+    }
+    path = item_path(tif)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(item, indent=2))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _platform(source_name: str) -> str:
+    """``sentinel-2a`` from ``S2A_MSIL2A_...``; ``sentinel-2`` when the name does not say."""
+    head = source_name[:3].upper()
+    return f"sentinel-2{head[2].lower()}" if head in ("S2A", "S2B", "S2C", "S2D") else "sentinel-2"
+
+
+def _eo_band(name: str) -> dict:
+    return {"name": name, "common_name": COMMON_NAMES[name], "description": description(name),
+            "center_wavelength": BANDS[name].wavelength_nm / 1000}
+
+
+def _href(source: Path, tif: Path) -> str:
+    """The source relative to the Item when they share a folder tree, else absolute."""
+    source, folder = Path(source).resolve(), Path(tif).resolve().parent
+    try:
+        return os.path.relpath(source, folder)
+    except ValueError:
+        return source.as_uri()
