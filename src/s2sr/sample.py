@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bands import BANDS, NODATA_DN
+from .bands import BANDS, NODATA_DN, file_token
 from .resample import block_mean, upsample
 
 #: Rough surface reflectance of a few covers in band_id order B1..B12 (B10 for L1C only).
@@ -98,12 +98,17 @@ def _reflectance(spec: SampleSpec) -> np.ndarray:
     return np.clip(refl * texture, 0.0005, 1.5)
 
 
-def _band_dn(spec: SampleSpec, refl: np.ndarray, band: str) -> np.ndarray:
+def _band_dn(spec: SampleSpec, refl: np.ndarray, band: str, real: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """DN of one band as the product stores it (offset included); from ``real`` (reflectance x 10000 at the
+    band's native resolution) when it holds the band, else from the synthetic scene."""
     b = BANDS[band]
     f = b.resolution // 10
-    data = refl[b.band_id][None]
-    if f > 1:
-        data = block_mean(data, f)
+    if real is not None and band in real:
+        data = np.asarray(real[band], np.float32)[None] / 10000
+    else:
+        data = refl[b.band_id][None]
+        if f > 1:
+            data = block_mean(data, f)
     dn = np.clip(np.rint(data[0] * 10000) + spec.offset, 1, 65535).astype(np.uint16)
     if spec.nodata_edge:
         rows, cols = np.indices(dn.shape)
@@ -166,11 +171,14 @@ def _mtd_xml(spec: SampleSpec, image_files: list[str]) -> str:
 
 
 def build_sample_product(
-    directory: Path, spec: SampleSpec = SampleSpec(), *, zipped: bool = False, flat_zip: bool = False
+    directory: Path, spec: SampleSpec = SampleSpec(), *, zipped: bool = False, flat_zip: bool = False,
+    bands: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a SAFE product into ``directory``; returns the .SAFE directory or the .zip path.
 
-    ``flat_zip``: the zip holds the SAFE's content at its top level, with no ``.SAFE/`` folder.
+    ``flat_zip``: the zip holds the SAFE's content at its top level, with no ``.SAFE/`` folder. ``bands``:
+    real imagery to use instead of the synthetic scene, reflectance x 10000 per band name at its native
+    resolution (``size``, ``size/2`` or ``size/6`` pixels a side).
     """
     import rasterio
     from rasterio.transform import from_origin
@@ -182,15 +190,14 @@ def build_sample_product(
     refl = _reflectance(spec)
     safe = Path(directory) / f"{spec.product_name}.SAFE"
     granule = f"GRANULE/{spec.granule}/IMG_DATA"
-    bands = [b for b in BANDS if spec.level == "L1C" or b != "B10"]
     image_files = []
-    for band in bands:
+    for band in (b for b in BANDS if spec.level == "L1C" or b != "B10"):
         res = BANDS[band].resolution
         sub = f"{granule}/R{res}m" if spec.level == "L2A" else granule
         stem = _file_stem(spec, band) + (f"_{res}m" if spec.level == "L2A" else "")
         path = safe / sub / f"{stem}.jp2"
         path.parent.mkdir(parents=True, exist_ok=True)
-        dn = _band_dn(spec, refl, band)
+        dn = _band_dn(spec, refl, band, bands)
         profile = dict(driver="JP2OpenJPEG", width=dn.shape[1], height=dn.shape[0], count=1, dtype="uint16",
                        crs=f"EPSG:{spec.epsg}", transform=from_origin(*spec.origin, res, res),
                        QUALITY="100", REVERSIBLE="YES", RESOLUTIONS="1")
@@ -207,3 +214,77 @@ def build_sample_product(
             zf.write(p, p.relative_to(safe if flat_zip else safe.parent).as_posix())
     shutil.rmtree(safe)
     return archive
+
+
+#: How each catalogue names the band assets of a Sentinel-2 Item and treats the 04.00 offset.
+ITEM_STYLES = ("earth-search", "planetary-computer", "copernicus")
+
+
+def build_sample_item(
+    directory: Path, spec: SampleSpec = SampleSpec(), style: str = "earth-search",
+    bands: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Write a STAC Item and its per-band GeoTIFFs into ``directory``, as ``style``'s catalogue serves the
+    scene ``build_sample_product`` writes as SAFE; returns the Item's path.
+
+    Earth Search: keys ``blue``, ``nir08``...; the 04.00 offset removed from the files and
+    ``earthsearch:boa_offset_applied`` true. Planetary Computer: keys ``B02``...; the files as in the SAFE,
+    only ``s2:processing_baseline`` says so. Copernicus Data Space: keys ``B02_10m``...; the files as in the
+    SAFE, ``raster:bands`` scale 0.0001 and offset -0.1.
+    """
+    import json
+
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from .stac import EARTH_SEARCH_KEYS
+
+    if style not in ITEM_STYLES:
+        raise ValueError(f"style must be one of {ITEM_STYLES}, got {style!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    refl = _reflectance(spec)
+    assets = {}
+    for band in EARTH_SEARCH_KEYS:
+        res = BANDS[band].resolution
+        dn = _band_dn(spec, refl, band, bands)
+        raster = {"nodata": 0, "data_type": "uint16", "spatial_resolution": res}
+        if style == "earth-search":
+            key = EARTH_SEARCH_KEYS[band]
+            if spec.offset:
+                dn = np.where(dn == NODATA_DN, NODATA_DN, np.clip(dn.astype(np.int32) - spec.offset, 1, 65535)).astype(np.uint16)
+            raster |= {"scale": 0.0001, "offset": 0.0}
+        elif style == "planetary-computer":
+            key, raster = file_token(band), None
+        else:
+            key = f"{file_token(band)}_{res}m"
+            raster |= {"scale": 0.0001, "offset": -spec.offset / 10000}
+        path = directory / f"{file_token(band)}.tif"
+        profile = dict(driver="GTiff", width=dn.shape[1], height=dn.shape[0], count=1, dtype="uint16", nodata=0,
+                       crs=f"EPSG:{spec.epsg}", transform=from_origin(*spec.origin, res, res), tiled=True,
+                       blockxsize=256, blockysize=256, compress="deflate")
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(dn, 1)
+        assets[key] = {"href": f"./{path.name}", "type": "image/tiff; application=geotiff", "roles": ["data"],
+                       **({"raster:bands": [raster]} if raster else {})}
+    west, south, east, north = spec.wgs84_bbox(0, 0, spec.size, spec.size)
+    date = spec.date
+    props = {
+        "datetime": f"{date[:4]}-{date[4:6]}-{date[6:8]}T{date[9:11]}:{date[11:13]}:{date[13:15]}Z",
+        "platform": "sentinel-2b",
+        "s2:product_type": "S2MSI2A" if spec.level == "L2A" else "S2MSI1C",
+        "s2:processing_baseline": spec.baseline,
+        "s2:product_uri": f"{spec.product_name}.SAFE",
+    }
+    if style == "earth-search":
+        props["earthsearch:boa_offset_applied"] = bool(spec.offset)
+    item = {
+        "type": "Feature", "stac_version": "1.0.0", "id": f"{spec.product_name}-{style}",
+        "stac_extensions": ["https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+        "collection": f"sentinel-2-{spec.level.lower()}",
+        "geometry": {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]},
+        "bbox": [west, south, east, north], "properties": props, "links": [], "assets": assets,
+    }
+    path = directory / "item.json"
+    path.write_text(json.dumps(item, indent=1))
+    return path
