@@ -90,6 +90,11 @@ def test_block_end_to_end_with_the_product_page_parameters(tmp_path, build_produ
             h, w = ds.shape  # a 28 px AOI (reprojected there and back), aligned outward to the 60 m grid
             assert h % 6 == 0 and w % 6 == 0 and 30 <= h <= 42 and 30 <= w <= 42
         assert (tmp_path / "quicklooks" / f"{feature['id']}.png").is_file()
+        assert props["s2sr.quicklooks"] == [f"{feature['id']}.png", f"{feature['id']}_sr.png"]
+        assert (tmp_path / "quicklooks" / f"{feature['id']}_sr.png").is_file()
+        item = json.loads((tmp_path / "output" / props["s2sr.stac_item"]).read_text())  # the STAC Item, linked
+        assert item["geometry"] == feature["geometry"] and item["assets"]["data"]["href"] == "./" + Path(props["up42.data_path"]).name
+        assert {"rel": "describedby", "href": props["s2sr.stac_item"], "type": "application/geo+json"} in feature["links"]
 
 
 def test_block_whole_product_without_aoi(tmp_path, build_product):
@@ -252,7 +257,7 @@ def test_features_whose_ids_collide_get_their_own_outputs(tmp_path, build_produc
     assert proc.returncode == 0, proc.stderr
     paths = [f["properties"]["up42.data_path"] for f in json.loads((tmp_path / "output" / "data.json").read_text())["features"]]
     assert len(set(paths)) == 2 and all((tmp_path / "output" / p).is_file() for p in paths)
-    assert len(list((tmp_path / "quicklooks").glob("*.png"))) == 2
+    assert len(list((tmp_path / "quicklooks").glob("*.png"))) == 4
 
 
 def test_corrupt_band_file_exits_4_naming_it(tmp_path, build_product):

@@ -24,7 +24,7 @@ from s2sr.stac_item import item_path
 
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
-from .quicklook import write_quicklook
+from .quicklook import FALSE_COLOUR, write_quicklook
 
 #: UP42 block exit codes; anything else exits 1.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
@@ -97,10 +97,13 @@ def run_block(
                 continue
             stac = item_path(target)
             written += [target, stac]
-            quicklook = quicklook_dir / f"{item.feature_id}.png"
-            written.append(quicklook)
-            write_quicklook(target, quicklook)
-            features.append(output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), json.loads(stac.read_text())))
+            quicklooks = [quicklook_dir / f"{item.feature_id}.png", quicklook_dir / f"{item.feature_id}_sr.png"]
+            written += quicklooks
+            write_quicklook(target, quicklooks[0])  # true colour, the platform's convention
+            write_quicklook(target, quicklooks[1], FALSE_COLOUR)  # what super-resolution adds
+            feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), json.loads(stac.read_text()))
+            feature["properties"]["s2sr.quicklooks"] = [q.name for q in quicklooks]
+            features.append(feature)
         if not features:
             if empty:
                 raise NoOutputError(f"no product holds valid pixels in the AOI ({', '.join(empty)} hold only nodata there)")

