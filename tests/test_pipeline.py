@@ -112,15 +112,15 @@ def test_bad_output_name(build_product, tiny_weights, tmp_path):
 def test_failure_leaves_no_partial_output(build_product, tiny_weights, tmp_path, monkeypatch):
     product = build_product(size=96)
     calls = []
-    real = inference.superresolve_tile
+    real = inference.superresolve_groups
 
-    def flaky(*args):
+    def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("disk on fire")
-        return real(*args)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr("s2sr.pipeline.superresolve_tile", flaky)
+    monkeypatch.setattr("s2sr.pipeline.superresolve_groups", flaky)
     out_dir = tmp_path / "out"
     with pytest.raises(RuntimeError, match="disk on fire"):
         _run(product, out_dir / "o.tif", tiny_weights)

@@ -227,7 +227,11 @@ Reader = Callable[[Window], tuple[BandGroup, BandGroup, BandGroup | None]]
 
 def superresolve_tile(nets: Nets, read: Reader, raster: Window, tile: Window) -> WindowResult:
     """Super-resolve ``tile`` of ``raster``: read it with its context border, mirror beyond the raster."""
-    border = nets.border
+    return superresolve_groups(nets, *read_tile(read, raster, tile, nets.border), border=nets.border)
+
+
+def read_tile(read: Reader, raster: Window, tile: Window, border: int) -> list[BandGroup | None]:
+    """The groups of ``tile`` grown by ``border``: read inside ``raster``, mirrored beyond it."""
     context = tile.grow(border)
     inside = context.intersection(raster)
     assert inside is not None
@@ -240,4 +244,4 @@ def superresolve_tile(nets: Nets, read: Reader, raster: Window, tile: Window) ->
             padded.append(None)
             continue
         padded.append(group.pad((before[0] // factor, before[1] // factor), (after[0] // factor, after[1] // factor)))
-    return superresolve_groups(nets, *padded, border=border)
+    return padded

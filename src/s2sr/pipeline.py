@@ -6,6 +6,7 @@ run reproduces the pixels of a whole-product run exactly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,11 @@ from .aoi import aoi_window, geometry_from_bbox, geometry_from_geojson, inside_m
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
-from .inference import load_nets, superresolve_tile
+from .inference import WindowResult, load_nets, read_tile, superresolve_groups
 from .product import ProductReader, open_product
+from .runner import run_tiles
 from .stac_item import write_output_item
-from .tiling import tiles_covering
+from .tiling import Window, tiles_covering
 from .writer import CogWriter, to_dn
 
 DEFAULT_TILE_SIZE = 996  # 10 m pixels; a multiple of 6. With the 30 px border a tile reads 1056 px square.
@@ -61,19 +63,25 @@ def superresolve_product(
     progress: Progress | None = None,
     consistency: bool = True,
     stac_item: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
     ``aoi`` (WGS84 bbox, GeoJSON geometry or shapely polygon) limits the output to the 60 m-aligned window
     around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too. ``consistency=False`` skips
     the projection onto the measured bands (for comparison only). With ``stac_item`` a STAC Item describing
-    the file is written beside it (``out.json``, see ``stac_item``).
+    the file is written beside it (``out.json``, see ``stac_item``). ``threads`` (default: all cores)
+    decode the next tiles and write finished ones while the nets run (``runner``); 1 runs the stages one after
+    another. The output is the same either way.
     """
     output = Path(output)
     if tile_size <= 0 or tile_size % 6:
         raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
     if output.suffix.lower() not in (".tif", ".tiff"):
         raise InputParametersError(f"output {output} must end in .tif or .tiff")
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    if threads < 1:
+        raise InputParametersError(f"threads must be 1 or more, got {threads}")
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
@@ -104,12 +112,14 @@ def superresolve_product(
             bands=bands_out,
             tags=tags,
         ) as writer:
-            holds_data = False
-            for done, tile in enumerate(tiles, start=1):
-                result = superresolve_tile(nets, reader.read, reader.raster, tile)
+            holds_data: list[bool] = []  # per tile written, from the writer thread
+
+            def compute(tile: Window, groups: list) -> WindowResult:
+                return superresolve_groups(nets, *groups, border=nets.border)
+
+            def write(tile: Window, result: WindowResult) -> None:
                 part = tile.intersection(area)
-                crop = part.relative_to(tile)
-                rows, cols = crop.slices()
+                rows, cols = part.relative_to(tile).slices()
                 valid = result.valid[rows, cols]
                 if mask is not None:
                     mrows, mcols = part.relative_to(area).slices()
@@ -117,13 +127,26 @@ def superresolve_product(
                 values = {**_split(BANDS_10M, result.b10, result.saturated10, rows, cols),
                           **_split(BANDS_20M, result.b20, result.saturated20, rows, cols),
                           **_split(BANDS_60M, result.b60, result.saturated60, rows, cols)}
-                holds_data |= bool(valid.any())
+                holds_data.append(bool(valid.any()))
                 block = np.stack([values[b][0] for b in bands_out])
                 saturated = np.stack([values[b][1] for b in bands_out])
                 writer.write(to_dn(block, valid, saturated), part.relative_to(area))
-                if progress is not None:
-                    progress(done, len(tiles))
-            if not holds_data:  # leaving the writer with an error writes nothing
+
+            def read_in_thread(window: Window):
+                # rasterio datasets belong to the thread that opened them: each read opens its own
+                with ProductReader(located) as own:
+                    return own.read(window)
+
+            read = reader.read if threads <= 1 else read_in_thread
+            run_tiles(
+                tiles,
+                lambda tile: read_tile(read, reader.raster, tile, nets.border),
+                compute,
+                write,
+                threads,
+                None if progress is None else lambda done: progress(done, len(tiles)),
+            )
+            if not any(holds_data):  # leaving the writer with an error writes nothing
                 raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")
     if stac_item:
         try:
