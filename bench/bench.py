@@ -66,9 +66,9 @@ def stage_costs(nets, tile: int) -> None:
         rows = slice(crop, side - crop)
         timed("nets", run_net, net, [a[:, rows, rows] for a in inputs])
         usable = timed("regression", usable_coarse, g10.valid, group.saturated, group.valid, scale)
-        detail = timed("regression", regression_detail, x10, coarse, scale, usable)
+        detail = timed("regression", regression_detail, x10, coarse, scale, usable, crop)
         c = crop // scale
-        timed("consistency projection", project, inputs[-1][:, rows, rows] + detail[:, rows, rows],
+        timed("consistency projection", project, inputs[-1][:, rows, rows] + detail,
               coarse[:, c : coarse.shape[1] - c, c : coarse.shape[2] - c], scale, fusion.projection_steps)
     inner = slice(border, side - border)
     block = np.concatenate([x10, up20, up60])[:, inner, inner]

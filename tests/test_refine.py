@@ -73,3 +73,14 @@ def test_output_of_a_real_crop_reproduces_its_input_bands(shared_data):
         rms, rms_off = np.sqrt((err**2).mean()), np.sqrt((err_off**2).mean())
         assert rms < 1.0, f"x{f}: re-degraded output misses its input by {rms:.2f} DN RMS"
         assert rms_off > 2 * rms  # the flag really turns the projection off
+
+
+@pytest.mark.parametrize("factor,crop", [(2, 48), (6, 36), (6, 0)])
+def test_regression_detail_of_a_crop_is_the_crop_of_the_detail(factor, crop):
+    rng = np.random.default_rng(factor)
+    predictors = upsample(rng.uniform(500, 3000, (4, 30, 30)).astype(np.float32), 6) + rng.normal(0, 50, (4, 180, 180)).astype(np.float32)
+    coarse = degrade(0.4 * predictors[:2] + 100, factor) + rng.normal(0, 5, (2, 180 // factor, 180 // factor)).astype(np.float32)
+    usable = np.ones(coarse.shape[1:], bool)
+    whole = regression_detail(predictors, coarse, factor, usable)
+    part = regression_detail(predictors, coarse, factor, usable, crop)
+    np.testing.assert_array_equal(part, whole[:, crop : 180 - crop, crop : 180 - crop])

@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
     run.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
     run.add_argument("--tile-size", type=int, default=996, help="tile side in 10 m pixels, a multiple of 6")
-    run.add_argument("--threads", type=int, default=None,
-                     help="threads that decode and write while the nets run (default: all cores; 1: one stage at a time)")
+    run.add_argument("--threads", type=int, default=1,
+                     help="threads that decode and write while the nets run (default 1: one stage at a time)")
     run.add_argument("--no-consistency", action="store_true",
                      help="skip the projection that makes degraded output reproduce the input bands (comparison only)")
 

@@ -187,7 +187,7 @@ def _estimate(
     net_out = run_net(net, [a[:, rows, cols] for a in inputs]) if fusion.net_weight > 0 else None
     detail = np.zeros_like(bicubic)
     if fusion.net_weight < 1:
-        detail = regression_detail(predictors, coarse, scale, usable)[:, rows, cols]
+        detail = regression_detail(predictors, coarse, scale, usable, crop)
     estimate = fuse(net_out, bicubic, detail, fusion)
     if fusion.projection_steps:
         c = crop // scale

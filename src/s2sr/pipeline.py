@@ -6,7 +6,6 @@ run reproduces the pixels of a whole-product run exactly.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,23 +62,22 @@ def superresolve_product(
     progress: Progress | None = None,
     consistency: bool = True,
     stac_item: bool = True,
-    threads: int | None = None,
+    threads: int = 1,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
     ``aoi`` (WGS84 bbox, GeoJSON geometry or shapely polygon) limits the output to the 60 m-aligned window
     around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too. ``consistency=False`` skips
     the projection onto the measured bands (for comparison only). With ``stac_item`` a STAC Item describing
-    the file is written beside it (``out.json``, see ``stac_item``). ``threads`` (default: all cores)
-    decode the next tiles and write finished ones while the nets run (``runner``); 1 runs the stages one after
-    another. The output is the same either way.
+    the file is written beside it (``out.json``, see ``stac_item``). ``threads`` > 1 decode the next
+    tiles and write finished ones while the nets run (``runner``); 1 (the default, fastest on 2 cores, where
+    the nets keep every core busy) runs the stages one after another. The output is the same either way.
     """
     output = Path(output)
     if tile_size <= 0 or tile_size % 6:
         raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
     if output.suffix.lower() not in (".tif", ".tiff"):
         raise InputParametersError(f"output {output} must end in .tif or .tiff")
-    threads = (os.cpu_count() or 1) if threads is None else threads
     if threads < 1:
         raise InputParametersError(f"threads must be 1 or more, got {threads}")
     located = open_product(product)

@@ -114,18 +114,23 @@ def regression_reach(factor: int) -> int:
     return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + blur_radius
 
 
-def regression_detail(predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray) -> np.ndarray:
+def regression_detail(
+    predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray, crop: int = 0
+) -> np.ndarray:
     """Fine-scale detail of ``coarse`` (bands, h, w) predicted from ``predictors`` (p, h*f, w*f).
 
     Each coarse band is fitted, around every coarse pixel, as ridge-linear in the predictors degraded to its
     grid, over a square window of ``REGRESSION_RADIUS`` coarse pixels and only its ``usable`` pixels (valid
     and unsaturated in every band involved). The fit is local, so it follows land cover and never depends
     on where a tile starts; where it is ill-conditioned (too few pixels, too little variance explained) the
-    detail fades to zero and the estimate falls back to bicubic. Returns (bands, h*f, w*f).
+    detail fades to zero and the estimate falls back to bicubic. Returns (bands, h*f, w*f), less ``crop``
+    fine pixels each side (a multiple of ``factor``): the fits use the whole window, the fine-scale work
+    only what the caller keeps.
     """
     radius = REGRESSION_RADIUS[factor]
     n_pred = predictors.shape[0]
-    x = degrade(predictors, factor).astype(np.float64)  # (p, h, w)
+    degraded = degrade(predictors, factor)
+    x = degraded.astype(np.float64)  # (p, h, w)
     weight = usable.astype(np.float64)
     count = _box_sum(weight, radius)
     n = np.maximum(count, 1.0)
@@ -138,9 +143,15 @@ def regression_detail(predictors: np.ndarray, coarse: np.ndarray, factor: int, u
     diag = np.einsum("...kk->...k", cov)
     cov[..., range(n_pred), range(n_pred)] = diag * (1 + RIDGE) + 1e-6
     inverse = np.linalg.inv(cov)
-    fine_detail = highpass(predictors, factor)  # (p, H, W)
+    h, w = usable.shape
+    c0 = max(0, crop // factor - 4)  # four coarse pixels of margin: bicubic reads two each side
+    f0, keep = c0 * factor, crop - c0 * factor
+    region = (slice(c0, h - c0), slice(c0, w - c0))
+    fine = predictors[:, f0 : h * factor - f0, f0 : w * factor - f0]
+    fine_detail = fine - upsample(degraded[(slice(None), *region)], factor)  # highpass, its degrade reused
     enough = count >= MIN_PIXELS_PER_PREDICTOR * (n_pred + 1)
-    detail = np.zeros((coarse.shape[0], *predictors.shape[1:]), np.float32)
+    out_h, out_w = h * factor - 2 * crop, w * factor - 2 * crop
+    detail = np.zeros((coarse.shape[0], out_h, out_w), np.float32)
     for b in range(coarse.shape[0]):
         y = coarse[b].astype(np.float64)
         mean_y = _box_sum(weight * y, radius) / n
@@ -149,8 +160,9 @@ def regression_detail(predictors: np.ndarray, coarse: np.ndarray, factor: int, u
         coef = np.einsum("...kj,...j->...k", inverse, cross)  # (h, w, p)
         r2 = np.einsum("...k,...k->...", coef, cross) / np.maximum(var_y, 1e-6)
         gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * enough  # fades in between R2 0.2 and 0.4
-        coef = (coef * gain[..., None]).transpose(2, 0, 1).astype(np.float32)
-        detail[b] = np.einsum("khw,khw->hw", upsample(coef, factor), fine_detail)
+        coef = (coef * gain[..., None]).transpose(2, 0, 1).astype(np.float32)[(slice(None), *region)]
+        full = np.einsum("khw,khw->hw", upsample(coef, factor), fine_detail)
+        detail[b] = full[keep : keep + out_h, keep : keep + out_w]
     return detail
 
 
