@@ -113,7 +113,33 @@ def main() -> int:
         print(f"pipeline, 1200 x 1200 px product in 16 tiles (read JP2, nets, COG write), {threads} thread(s): {seconds:.1f} s")
     print(f"overlapping stages: {runs[1] / runs[max(runs)]:.2f}x the sequential run's speed")
     print(f"peak resident memory overall: {peak_rss_gib():.2f} GiB")
+    batch_throughput()
     return 0
+
+
+def batch_throughput() -> None:
+    """Products per minute of ``s2sr batch`` with 1 and 2 workers, in one run (needs the batch extra)."""
+    try:
+        import ray
+    except ImportError:
+        print("batch: ray not installed (pip install s2sr[batch]); skipped")
+        return
+    from s2sr.batch import BatchOptions, run_batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dates = ("20230615T101559", "20230715T101559", "20230815T101559", "20230915T101559")
+        products = [build_sample_product(Path(tmp) / "in", SampleSpec(size=300, date=d, nodata_edge=False)) for d in dates]
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        try:
+            rates = {}
+            for workers in (1, 2):
+                start = time.perf_counter()
+                run_batch(products, Path(tmp) / f"out{workers}", BatchOptions(tile_size=300), workers=workers)
+                rates[workers] = len(products) / (time.perf_counter() - start) * 60
+                print(f"batch, {len(products)} products of 300 x 300 px, {workers} worker(s): {rates[workers]:.1f} products/min")
+        finally:
+            ray.shutdown()
+    print(f"batch: 2 workers give {rates[2] / rates[1]:.2f}x the throughput of 1 on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

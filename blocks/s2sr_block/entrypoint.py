@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from s2sr.bands import output_bands
-from s2sr.errors import AoiError, InputParametersError, NoInputError, NoOutputError, ProductError, S2srError
+from s2sr.errors import AoiError, NoOutputError, S2srError, exit_code_for
 from s2sr.model import compute_device
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
@@ -25,21 +25,6 @@ from s2sr.stac_item import item_path
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
 from .quicklook import FALSE_COLOUR, write_quicklook
-
-#: UP42 block exit codes; anything else exits 1.
-EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
-    (InputParametersError, 2),
-    (NoInputError, 3),
-    (ProductError, 4),
-    (NoOutputError, 6),
-)
-
-
-def exit_code_for(exc: BaseException) -> int:
-    for cls, code in EXIT_CODES:
-        if isinstance(exc, cls):
-            return code
-    return 1
 
 
 def run_block(

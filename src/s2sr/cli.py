@@ -17,23 +17,28 @@ def _log(message: str) -> None:
     print(f"s2sr: {message}", file=sys.stderr, flush=True)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _aoi_of(args: argparse.Namespace):
+    """The AOI of ``--bbox`` or ``--aoi FILE.geojson``, or None."""
     from .errors import InputParametersError
+
+    if args.bbox:
+        return list(args.bbox)
+    if args.aoi:
+        try:
+            return json.loads(Path(args.aoi).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputParametersError(f"--aoi {args.aoi}: cannot read GeoJSON ({exc})") from None
+    return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import superresolve_product
     from .progress import ProgressReporter
 
-    aoi = None
-    if args.bbox:
-        aoi = list(args.bbox)
-    elif args.aoi:
-        try:
-            aoi = json.loads(Path(args.aoi).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputParametersError(f"--aoi {args.aoi}: cannot read GeoJSON ({exc})") from None
     out = superresolve_product(
         args.product,
         args.output,
-        aoi=aoi,
+        aoi=_aoi_of(args),
         clip_to_aoi=not args.no_clip,
         copy_original_bands=not args.no_copy_original_bands,
         tile_size=args.tile_size,
@@ -43,6 +48,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(out)
     return 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchOptions, run_batch
+    from .progress import ProgressReporter
+
+    options = BatchOptions(aoi=_aoi_of(args), clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
+                           tile_size=args.tile_size)
+    records = run_batch(args.inputs, args.output_dir, options, address=args.address, workers=args.workers,
+                        log=_log, progress=ProgressReporter(_log, "batch", unit="product"))
+    failed = [r for r in records if r.status == "failed"]
+    _log(f"{len(records) - len(failed)} of {len(records)} products written or complete; {len(failed)} failed; "
+         f"see {Path(args.output_dir) / 'batch.json'}")
+    print(Path(args.output_dir) / "batch.json")
+    return 1 if failed else 0
 
 
 def _cmd_block(argv: list[str]) -> int:
@@ -187,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-consistency", action="store_true",
                      help="skip the projection that makes degraded output reproduce the input bands (comparison only)")
 
+    batch = sub.add_parser("batch", help="super-resolve many products on Ray (pip install s2sr[batch])")
+    batch.add_argument("inputs", nargs="+", help="products, folders to search, or text files listing them")
+    batch.add_argument("--output-dir", required=True)
+    where_b = batch.add_mutually_exclusive_group()
+    where_b.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
+    where_b.add_argument("--aoi", metavar="FILE.geojson", help="AOI polygon as GeoJSON (WGS84)")
+    batch.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
+    batch.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
+    batch.add_argument("--tile-size", type=int, default=996, help="tile side in 10 m pixels, a multiple of 6")
+    batch.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray on this machine)")
+    batch.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else one per 2 cores)")
+
     sub.add_parser("block", help="run as the UP42 block (reads UP42_TASK_PARAMETERS)", add_help=False)
 
     demo = sub.add_parser("demo", help="run the block on a built-in sample product")
@@ -228,10 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["block"]:
         return _cmd_block(argv[1:])
     args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
-    from s2sr_block.entrypoint import exit_code_for
-
-    from .errors import S2srError
+    handlers = {"run": _cmd_run, "batch": _cmd_batch, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
+    from .errors import S2srError, exit_code_for
 
     try:
         return handlers[args.command](args)

@@ -32,3 +32,20 @@ class NoOutputError(S2srError, RuntimeError):
 
 class WeightsError(S2srError, RuntimeError):
     """A weight file or its manifest is missing, corrupt or does not match the model."""
+
+
+#: UP42 block exit codes of each error class; anything else is 1. The block and CLI exit with these, and a
+#: batch records them per product.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (InputParametersError, 2),
+    (NoInputError, 3),
+    (ProductError, 4),
+    (NoOutputError, 6),
+)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1

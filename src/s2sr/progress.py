@@ -9,8 +9,9 @@ from collections.abc import Callable
 class ProgressReporter:
     """A ``progress(done, total)`` callback that hands a one-line summary to ``emit``."""
 
-    def __init__(self, emit: Callable[[str], None], label: str = "", clock: Callable[[], float] = time.monotonic):
-        self.emit, self.label, self.clock = emit, label, clock
+    def __init__(self, emit: Callable[[str], None], label: str = "", clock: Callable[[], float] = time.monotonic,
+                 unit: str = "tile"):
+        self.emit, self.label, self.clock, self.unit = emit, label, clock, unit
         self.started = clock()
 
     def __call__(self, done: int, total: int) -> None:
@@ -19,7 +20,7 @@ class ProgressReporter:
         left = (total - done) / rate if rate > 0 else float("inf")
         eta = "?" if left == float("inf") else _hms(left)
         prefix = f"{self.label}: " if self.label else ""
-        self.emit(f"{prefix}tile {done}/{total}  {rate * 60:.1f} tiles/min  {eta} left")
+        self.emit(f"{prefix}{self.unit} {done}/{total}  {rate * 60:.1f} {self.unit}s/min  {eta} left")
 
 
 def _hms(seconds: float) -> str:

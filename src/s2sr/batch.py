@@ -1,0 +1,215 @@
+"""Many products on Ray: a pool of workers that load the nets once and take product after product.
+
+Inputs are products (SAFE directory or zip, STAC Item), folders searched for them, or text files listing
+them. Each product is written atomically to ``DIR/<product name>_SR10m.tif`` with its STAC Item; a bad
+product is recorded with its error and the exit code the block would give, and the batch goes on; a worker
+process that dies is restarted by Ray and its product retried. ``DIR/batch.json`` records every product
+(input, status, output, seconds, error) and is rewritten after each one, so a batch run again skips the
+products whose output is complete (checked: the file opens, holds the expected bands of that product, and
+its Item is there) and redoes the rest.
+
+Ray (``pip install s2sr[batch]``) is imported only here and only when a batch runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .bands import output_bands
+from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
+
+SUFFIX = "_SR10m.tif"
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What every product of a batch is run with (the options of ``s2sr run``)."""
+
+    aoi: Any = None
+    clip_to_aoi: bool = True
+    copy_original_bands: bool = True
+    tile_size: int = 996
+    weights_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One product's line in ``batch.json``."""
+
+    input: str
+    status: str  # "done", "skipped" (complete from an earlier run) or "failed"
+    output: str | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    exit_code: int = 0
+
+
+def find_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Products named by ``inputs``: products themselves, folders searched (not recursively below a
+    product) for ``.SAFE`` directories, zips and STAC Items, and text files listing one input per line."""
+    from .stac import is_stac_item
+
+    found: list[Path] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise NoInputError(f"batch input {path} does not exist")
+        if path.is_file() and path.suffix.lower() in (".txt", ".list"):
+            lines = [line.strip() for line in path.read_text().splitlines()]
+            found += find_inputs([path.parent / line for line in lines if line and not line.startswith("#")])
+        elif path.is_dir() and path.suffix.upper() != ".SAFE" and not any(path.glob("MTD_MSIL*.xml")):
+            for child in sorted(path.iterdir()):
+                if child.suffix.upper() == ".SAFE" or child.suffix.lower() == ".zip" or is_stac_item(child):
+                    found.append(child)
+                elif child.is_dir():
+                    found += find_inputs([child])
+        else:
+            found.append(path)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
+    """The output of an earlier run: it opens, holds the expected bands, and its STAC Item is beside it."""
+    import rasterio
+
+    from .stac_item import item_path
+
+    if not tif.is_file() or not item_path(tif).is_file():
+        return False
+    try:
+        with rasterio.open(tif) as ds:
+            names = tuple(ds.tags(i).get("band") for i in range(1, ds.count + 1))
+            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))  # the last block decodes
+        json.loads(item_path(tif).read_text())
+    except Exception:  # anything unreadable is redone
+        return False
+    return names == bands
+
+
+def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
+    """Run one product; every error becomes a failed record (with the block's exit code), never a raise."""
+    from .pipeline import superresolve_product
+    from .product import open_product
+
+    start = time.monotonic()
+    try:
+        located = open_product(product)
+        target = output_dir / f"{located.name}{SUFFIX}"
+        superresolve_product(
+            product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
+            copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
+            weights_dir=Path(options.weights_dir) if options.weights_dir else None,
+        )
+        return Record(str(product), "done", str(target), round(time.monotonic() - start, 2))
+    except S2srError as exc:
+        return Record(str(product), "failed", None, round(time.monotonic() - start, 2), str(exc), exit_code_for(exc))
+    except Exception as exc:  # a bug or a broken file the library did not foresee: recorded, the batch goes on
+        return Record(str(product), "failed", None, round(time.monotonic() - start, 2), f"{type(exc).__name__}: {exc}", 1)
+
+
+def run_batch(
+    inputs: list[str | Path],
+    output_dir: str | Path,
+    options: BatchOptions = BatchOptions(),
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    log: Callable[[str], None] = lambda s: None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Record]:
+    """Super-resolve many products on Ray; returns their records (also written to ``output_dir/batch.json``).
+
+    Without ``address`` a local Ray instance uses this machine (all cores, the GPU if any); with it the
+    batch joins a running cluster. ``workers``: actors in the pool (default: one per GPU, else one per two
+    cores).
+    """
+    import ray
+
+    if workers is not None and workers < 1:
+        raise InputParametersError(f"workers must be 1 or more, got {workers}")
+    output_dir = Path(output_dir)
+    products = find_inputs(inputs)
+    if not products:
+        raise NoInputError(f"no products found in {', '.join(map(str, inputs))}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    bands = output_bands(options.copy_original_bands)
+    records: dict[str, Record] = {}
+    todo = []
+    for product in products:
+        done = _complete_output(product, output_dir, bands)
+        if done is not None:
+            records[str(product)] = Record(str(product), "skipped", str(done))
+        else:
+            todo.append(product)
+    log(f"{len(products)} products: {len(records)} complete from an earlier run, {len(todo)} to do")
+    _write_records(output_dir, products, records)
+    if not todo:
+        return [records[str(p)] for p in products]
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        count = workers or (gpus if gpus else max(1, cpus // 2))
+        count = max(1, min(count, len(todo)))
+        per_worker = {"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // count)}
+        log(f"{count} worker(s) on Ray ({cpus} CPUs, {gpus} GPUs)")
+        worker_cls = ray.remote(max_restarts=3, max_task_retries=3, **per_worker)(_Worker)
+        pool = ray.util.ActorPool([worker_cls.remote(str(output_dir), options) for _ in range(count)])
+        finished = 0
+        for record in pool.map_unordered(lambda actor, p: actor.process.remote(str(p)), todo):
+            records[record.input] = record
+            finished += 1
+            _write_records(output_dir, products, records)
+            log(f"{Path(record.input).name}: {record.status}" + (f" in {record.seconds:.0f} s" if record.status == "done"
+                                                                 else f" (exit {record.exit_code}): {record.error}"))
+            if progress is not None:
+                progress(finished, len(todo))
+    finally:
+        if started_here:
+            ray.shutdown()
+    return [records[str(p)] for p in products]
+
+
+class _Worker:
+    """A Ray actor: loads the nets once, then takes product after product."""
+
+    def __init__(self, output_dir: str, options: BatchOptions):
+        from .inference import load_nets
+
+        self.output_dir, self.options = Path(output_dir), options
+        weights = Path(options.weights_dir) if options.weights_dir else None
+        for level in ("L1C", "L2A"):
+            load_nets(level, True, weights)
+
+    def process(self, product: str) -> Record:
+        return process(Path(product), self.output_dir, self.options)
+
+
+def _complete_output(product: Path, output_dir: Path, bands: tuple[str, ...]) -> Path | None:
+    try:
+        from .product import open_product
+
+        target = output_dir / f"{open_product(product).name}{SUFFIX}"
+    except S2srError:
+        return None
+    return target if is_complete(target, bands) else None
+
+
+def _write_records(output_dir: Path, products: list[Path], records: dict[str, Record]) -> Path:
+    rows = [asdict(records[str(p)]) if str(p) in records else asdict(Record(str(p), "pending")) for p in products]
+    summary = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "pending")}
+    path = output_dir / "batch.json"
+    tmp = path.with_name(f".batch.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"summary": summary, "products": rows}, indent=2))
+    tmp.replace(path)
+    return path
