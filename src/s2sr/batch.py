@@ -23,6 +23,7 @@ from typing import Any
 
 from .bands import output_bands
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
+from .pipeline import DEFAULT_TILE_SIZE
 
 SUFFIX = "_SR10m.tif"
 
@@ -34,7 +35,7 @@ class BatchOptions:
     aoi: Any = None
     clip_to_aoi: bool = True
     copy_original_bands: bool = True
-    tile_size: int = 996
+    tile_size: int = DEFAULT_TILE_SIZE
     weights_dir: str | None = None
 
 

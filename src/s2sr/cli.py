@@ -189,19 +189,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_product_options(parser: argparse.ArgumentParser) -> None:
+    """The AOI and band options that ``run`` and ``batch`` share (defaults from the pipeline)."""
+    from .pipeline import DEFAULT_TILE_SIZE
+
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
+    where.add_argument("--aoi", metavar="FILE.geojson", help="AOI polygon as GeoJSON (WGS84)")
+    parser.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
+    parser.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side in 10 m pixels, a multiple of 6")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2sr", description="Sentinel-2 super-resolution to 10 m (DSen2).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="super-resolve one product to a 10 m GeoTIFF")
-    run.add_argument("product", help=".SAFE directory, zipped SAFE, or its MTD_MSIL1C/2A.xml")
-    run.add_argument("output", help="output GeoTIFF (.tif)")
-    where = run.add_mutually_exclusive_group()
-    where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
-    where.add_argument("--aoi", metavar="FILE.geojson", help="AOI polygon as GeoJSON (WGS84)")
-    run.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
-    run.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
-    run.add_argument("--tile-size", type=int, default=996, help="tile side in 10 m pixels, a multiple of 6")
+    run.add_argument("product", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item (.json)")
+    run.add_argument("output", help="output GeoTIFF (.tif); its STAC Item is written beside it (.json)")
+    _add_product_options(run)
     run.add_argument("--threads", type=int, default=1,
                      help="threads that decode and write while the nets run (default 1: one stage at a time)")
     run.add_argument("--no-consistency", action="store_true",
@@ -210,12 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="super-resolve many products on Ray (pip install s2sr[batch])")
     batch.add_argument("inputs", nargs="+", help="products, folders to search, or text files listing them")
     batch.add_argument("--output-dir", required=True)
-    where_b = batch.add_mutually_exclusive_group()
-    where_b.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
-    where_b.add_argument("--aoi", metavar="FILE.geojson", help="AOI polygon as GeoJSON (WGS84)")
-    batch.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
-    batch.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
-    batch.add_argument("--tile-size", type=int, default=996, help="tile side in 10 m pixels, a multiple of 6")
+    _add_product_options(batch)
     batch.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray on this machine)")
     batch.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else one per 2 cores)")
 
