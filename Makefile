@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 IMAGE ?= localhost/s2sr:latest
 
-.PHONY: install demo test lint bench build e2e clean
+.PHONY: install demo test lint bench bench-runtimes bench-product build e2e clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,6 +28,14 @@ test: lint
 
 bench: install
 	$(PY) bench/bench.py
+
+# The nets' runtimes side by side (ONNX only if onnx and onnxruntime are installed in the venv).
+bench-runtimes: install
+	$(PY) bench/runtimes.py
+
+# One whole 10980 x 10980 product end to end (builds it into out/bench-product once; about half an hour).
+bench-product: install
+	$(PY) bench/whole_product.py
 
 build:
 	bash ci/container.sh build $(IMAGE)

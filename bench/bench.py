@@ -27,12 +27,14 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def stage_costs(nets, tile: int) -> None:
-    """Seconds of each stage for one tile, as ``inference.superresolve_groups`` runs them."""
-    from s2sr.inference import FILL_REACH, BandGroup
-    from s2sr.model import run_net
-    from s2sr.refine import project, projection_reach, regression_detail, usable_coarse
-    from s2sr.resample import block_mean, upsample
+def stage_costs(nets, tile: int) -> dict[str, float]:
+    """Seconds per Mpx of output of each phase of one tile, as the library runs it (``superresolve_groups``
+    with its stage times), and the nets' FLOP/s against the matmul rate measured right after."""
+    from runtimes import matmul_rate, net_flops
+
+    from s2sr.inference import BandGroup, _ScaleWork, superresolve_groups
+    from s2sr.resample import block_mean
+    from s2sr.runner import StageTimes
     from s2sr.sample import SampleSpec, _reflectance
     from s2sr.writer import to_dn
 
@@ -46,40 +48,26 @@ def stage_costs(nets, tile: int) -> None:
         f = side // a.shape[-1]
         r, c = np.indices(a.shape[1:])
         a[:, (r + c) * f > 1.5 * side] = 0
-    times: dict[str, float] = {}
-
-    def timed(name, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        times[name] = times.get(name, 0.0) + time.perf_counter() - start
-        return out
-
-    g10, g20, g60 = BandGroup.from_dn(dn10), BandGroup.from_dn(dn20), BandGroup.from_dn(dn60)
-    x10 = timed("fill nodata", g10.filled, FILL_REACH)
-    c20 = timed("fill nodata", g20.filled, FILL_REACH // 2)
-    c60 = timed("fill nodata", g60.filled, FILL_REACH // 6)
-    up20 = timed("bicubic upsampling", upsample, c20, 2)
-    up60 = timed("bicubic upsampling", upsample, c60, 6)
-    for scale, net, inputs, coarse, group in ((2, nets.x2, [x10, up20], c20, g20), (6, nets.x6, [x10, up20, up60], c60, g60)):
-        fusion = nets.fusion(scale)
-        crop = max(0, (border - projection_reach(scale, fusion.projection_steps) - net.manifest.architecture.receptive_radius) // 6 * 6)
-        rows = slice(crop, side - crop)
-        timed("nets", run_net, net, [a[:, rows, rows] for a in inputs])
-        usable = timed("regression", usable_coarse, g10.valid, group.saturated, group.valid, scale)
-        detail = timed("regression", regression_detail, x10, coarse, scale, usable, crop)
-        c = crop // scale
-        timed("consistency projection", project, inputs[-1][:, rows, rows] + detail,
-              coarse[:, c : coarse.shape[1] - c, c : coarse.shape[2] - c], scale, fusion.projection_steps)
-    inner = slice(border, side - border)
-    block = np.concatenate([x10, up20, up60])[:, inner, inner]
-    timed("mask and DN conversion", to_dn, block, g10.valid[inner, inner], np.zeros(block.shape, bool))
+    groups = [BandGroup.from_dn(np.rint(a)) for a in (dn10, dn20, dn60)]
+    superresolve_groups(nets, *groups, border=border)  # warm start
+    times = StageTimes()
+    result = superresolve_groups(nets, *groups, border=border, times=times)
+    with times.timing("mask and DN conversion"):
+        to_dn(np.concatenate([result.b10, result.b20, result.b60]), result.valid, np.zeros((12, tile, tile), bool))
+    matmul = matmul_rate()
+    flops = 0.0
+    for scale, net in ((2, nets.x2), (6, nets.x6)):
+        crop = _ScaleWork(scale, net, nets.fusion(scale), [], None, None).crop(border)
+        flops += net_flops(net, (side - 2 * crop) ** 2)
     mpx = tile * tile / 1e6
-    total = sum(times.values())
-    nets_s = times["nets"]
-    print(f"stages of one {tile} px tile (read {side} px), seconds per Mpx of output and share of the tile:")
-    for name, seconds in times.items():
-        print(f"  {name:24s} {seconds / mpx:7.2f} s/Mpx  {100 * seconds / total:5.1f} %")
-    print(f"  everything around the nets: {100 * (total - nets_s) / nets_s:.0f} % of the nets' time")
+    total = sum(times.seconds.values())
+    print(f"compute phases of one {tile} px tile (read {side} px, a swath edge across it), {nets.threads} array thread(s):")
+    for name, seconds in times.seconds.items():
+        print(f"  {name:24s} {seconds / mpx:6.2f} s/Mpx  {100 * seconds / total:5.1f} %")
+    rate = flops / times.seconds["nets"]
+    print(f"  nets: {rate / 1e9:.0f} GFLOP/s, {rate / matmul:.2f} of this machine's float32 matmul rate "
+          f"({matmul / 1e9:.0f} GFLOP/s, the best 2048 x 2048 matmul, measured right after)")
+    return {name: seconds / mpx for name, seconds in times.seconds.items()}
 
 
 def main() -> int:
@@ -100,18 +88,31 @@ def main() -> int:
     print(f"one tile ({side} x {side} px read, {tile} x {tile} px out): {seconds:.1f} s, {tile * tile / seconds / 1e6:.3f} Mpx/s")
     print(f"whole 10980 x 10980 product ({tiles_per_product} tiles): about {seconds * tiles_per_product / 60:.0f} min here")
     print(f"peak resident memory after one tile: {peak_rss_gib():.2f} GiB")
-    stage_costs(nets, tile)
+    per_mpx = stage_costs(nets, tile)
+
+    from s2sr.runner import StageTimes
 
     with tempfile.TemporaryDirectory() as tmp:
         product = build_sample_product(Path(tmp), SampleSpec(size=1200, nodata_edge=False))
-        runs = {}
+        runs, stages = {}, {}
         for threads in (1, os.cpu_count() or 1):
+            stages[threads] = StageTimes()
             start = time.perf_counter()
-            s2sr.superresolve_product(product, Path(tmp) / f"out{threads}.tif", tile_size=300, threads=threads)
+            s2sr.superresolve_product(product, Path(tmp) / f"out{threads}.tif", tile_size=300, threads=threads,
+                                      stage_times=stages[threads])
             runs[threads] = time.perf_counter() - start
     for threads, seconds in runs.items():
         print(f"pipeline, 1200 x 1200 px product in 16 tiles (read JP2, nets, COG write), {threads} thread(s): {seconds:.1f} s")
+        print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in stages[threads].seconds.items()))
     print(f"overlapping stages: {runs[1] / runs[max(runs)]:.2f}x the sequential run's speed")
+    sequential = stages[1].seconds
+    write_per_mpx = (sequential["write"] + sequential["finish COG"]) / 1.44
+    read_per_mpx = sequential["read"] / 1.44
+    around = per_mpx["prepare"] + per_mpx["regression"] + per_mpx["fusion and projection"] + write_per_mpx
+    print(f"decode {read_per_mpx:.2f} s/Mpx; mask, DN conversion and COG write {write_per_mpx:.2f} s/Mpx "
+          "(the 1200 px run, sequential)")
+    print(f"everything around the nets (prepare, regression, fusion and projection, DN conversion and COG write; "
+          f"decode apart): {100 * around / per_mpx['nets']:.0f} % of the nets' time")
     print(f"peak resident memory overall: {peak_rss_gib():.2f} GiB")
     batch_throughput()
     return 0

@@ -14,9 +14,10 @@ def test_run_with_bbox(build_product, tmp_path):
     product = build_product(size=60, zipped=True)
     west, south, east, north = SampleSpec().wgs84_bbox(6, 6, 30, 30)
     out = tmp_path / "o.tif"
-    proc = _s2sr("run", product, out, "--bbox", west, south, east, north, "--tile-size", 30)
+    proc = _s2sr("run", product, out, "--bbox", west, south, east, north, "--tile-size", 30, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "tiles/min" in proc.stderr and proc.stdout.strip() == str(out)
+    assert "nets: Keras" in proc.stderr and ", CPU" in proc.stderr
     with rasterio.open(out) as ds:
         assert ds.count == 12 and all(n % 6 == 0 and 24 <= n <= 36 for n in ds.shape)
 
@@ -28,6 +29,12 @@ def test_run_errors_have_exit_codes(build_product, tmp_path):
     assert proc.returncode == 2 and "must end in .tif" in proc.stderr
     proc = _s2sr("run", build_product(size=12), tmp_path / "o.tif", "--tile-size", 10)
     assert proc.returncode == 2 and "multiple of 6" in proc.stderr
+    from s2sr.model import visible_gpus
+
+    if not visible_gpus():  # asking for a GPU that is not there fails up front, it does not run 50x slower
+        proc = _s2sr("run", build_product(size=12), tmp_path / "o.tif", "--device", "gpu")
+        assert proc.returncode == 2 and "sees no GPU" in proc.stderr and "--device auto or cpu" in proc.stderr
+        assert not (tmp_path / "o.tif").exists()
 
 
 def test_evaluate_on_an_array_stack_and_a_product(build_product, tiny_weights, tmp_path):

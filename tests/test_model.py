@@ -83,3 +83,20 @@ def test_shipped_path_beats_bicubic_at_x6_on_held_back_real_l1c(shared_data):
         pred, target = predict(scene, 6, SHIPPED)
         bicubic, _ = predict(scene, 6, BICUBIC)
         assert _rmse(pred, target) < 0.75 * _rmse(bicubic, target), scene.name  # measured 0.65 and 0.38
+
+
+def test_device_setting_resolves_and_places_the_nets():
+    from s2sr.errors import DeviceError, InputParametersError
+    from s2sr.model import load_net, resolve_device, run_net, visible_gpus
+
+    assert resolve_device("cpu") == "cpu:0"
+    assert resolve_device("auto") == ("gpu:0" if visible_gpus() else "cpu:0")
+    with pytest.raises(InputParametersError, match="'tpu'"):
+        resolve_device("tpu")
+    if not visible_gpus():
+        with pytest.raises(DeviceError, match="sees no GPU; use --device auto or cpu"):
+            resolve_device("gpu")
+    on_cpu, default = load_net("dsen2_x2", device="cpu"), load_net("dsen2_x2")
+    assert on_cpu.device == "cpu:0"
+    x = [np.full((4, 24, 24), 900.0, np.float32), np.full((6, 24, 24), 1500.0, np.float32)]
+    np.testing.assert_array_equal(run_net(on_cpu, x), run_net(default, x))

@@ -84,3 +84,30 @@ def test_regression_detail_of_a_crop_is_the_crop_of_the_detail(factor, crop):
     whole = regression_detail(predictors, coarse, factor, usable)
     part = regression_detail(predictors, coarse, factor, usable, crop)
     np.testing.assert_array_equal(part, whole[:, crop : 180 - crop, crop : 180 - crop])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), radius=st.integers(0, 6), h=st.integers(1, 12), w=st.integers(1, 12), inner=st.integers(0, 3))
+def test_box_sum_is_the_clipped_window_sum(seed, radius, h, w, inner):
+    from s2sr.refine import _box_sum
+
+    a = np.random.default_rng(seed).random((2, h, w))
+    inner = min(inner, (h - 1) // 2, (w - 1) // 2)
+    got = _box_sum(a, radius, inner)
+    for r in range(inner, h - inner):
+        for c in range(inner, w - inner):
+            window = a[:, max(0, r - radius) : r + radius + 1, max(0, c - radius) : c + radius + 1]
+            np.testing.assert_allclose(got[:, r - inner, c - inner], window.sum(axis=(1, 2)), rtol=1e-9, atol=1e-9)
+
+
+def test_spd_solve_matches_numpy():
+    from s2sr.refine import _solve_spd
+
+    rng = np.random.default_rng(0)
+    m = rng.random((50, 4, 4))
+    a = m @ m.transpose(0, 2, 1) + 0.1 * np.eye(4)  # (pixels, 4, 4), symmetric positive definite
+    rhs = rng.random((3, 4, 50))  # (bands, p, pixels)
+    lower = [[a[:, k, j] for j in range(k + 1)] for k in range(4)]
+    got = _solve_spd(lower, rhs)
+    want = np.linalg.solve(a[None], rhs.transpose(0, 2, 1)[..., None])[..., 0].transpose(0, 2, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-9)

@@ -32,3 +32,37 @@ def test_block_mean_inverts_nearest_upsample_and_degrade_shape():
 
 def test_gaussian_blur_preserves_mean_of_constant():
     np.testing.assert_allclose(gaussian_blur(np.full((1, 9, 9), 5.0, np.float32), 0.5), 5.0, rtol=1e-6)
+
+
+def _upsample_by_index(a: np.ndarray, factor: int) -> np.ndarray:
+    """The textbook form of bicubic upsampling: every output pixel gathers its four taps per axis."""
+    from s2sr.resample import _cubic
+
+    out = a.astype(np.float32)
+    for axis in (a.ndim - 2, a.ndim - 1):
+        n = out.shape[axis]
+        x = (np.arange(n * factor) + 0.5) / factor - 0.5
+        base = np.floor(x).astype(int)
+        acc = None
+        for k in (-1, 0, 1, 2):
+            w = _cubic(x - base - k).astype(np.float32)
+            shape = [1] * out.ndim
+            shape[axis] = -1
+            term = np.take(out, np.clip(base + k, 0, n - 1), axis=axis) * w.reshape(shape)
+            acc = term if acc is None else acc + term
+        out = acc
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), f=st.sampled_from([2, 6]), h=st.integers(1, 13), w=st.integers(1, 13))
+def test_phase_wise_upsampling_equals_the_gather_form(seed, f, h, w):
+    a = np.random.default_rng(seed).random((2, h, w)).astype(np.float32) * 4000
+    np.testing.assert_array_equal(upsample(a, f), _upsample_by_index(a, f))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), f=st.sampled_from([2, 6]), h=st.integers(1, 5), w=st.integers(1, 5))
+def test_degrade_is_the_blur_then_the_block_mean(seed, f, h, w):
+    a = np.random.default_rng(seed).random((2, h * f, w * f)).astype(np.float32) * 4000
+    np.testing.assert_allclose(degrade(a, f), block_mean(gaussian_blur(a, 1.0 / f), f), rtol=1e-5, atol=1e-3)

@@ -74,3 +74,28 @@ def test_threaded_run_with_a_corrupt_band_file_leaves_nothing(build_product, tin
     with pytest.raises(ProductError, match=r"B03_10m\.jp2"):
         s2sr.superresolve_product(product, tmp_path / "out" / "x.tif", weights_dir=tiny_weights, tile_size=72, threads=3)
     assert not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_stage_times_count_every_stage(threads):
+    from s2sr.runner import StageTimes
+
+    times = StageTimes()
+
+    def read(t):
+        time.sleep(0.01)
+        return t
+
+    run_tiles(range(5), read, lambda t, x: x, lambda t, r: None, threads=threads, times=times)
+    assert set(times.seconds) == {"read", "compute", "write"}
+    assert times.seconds["read"] >= 0.05  # summed over tiles, whichever thread read them
+
+
+def test_product_run_reports_its_stages(build_product, tiny_weights, tmp_path):
+    from s2sr.runner import StageTimes
+
+    times = StageTimes()
+    s2sr.superresolve_product(build_product(size=72), tmp_path / "o.tif", tile_size=36, weights_dir=tiny_weights,
+                              stage_times=times)
+    assert set(times.seconds) == {"read", "compute", "write", "finish COG", "prepare", "regression", "nets", "fusion and projection"}
+    assert all(v > 0 for v in times.seconds.values())

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from .api import SuperResolved, superresolve  # noqa: E402
 from .errors import (  # noqa: E402
     AoiError,
+    DeviceError,
     InputParametersError,
     NoInputError,
     NoOutputError,
@@ -23,6 +24,7 @@ from .pipeline import superresolve_product  # noqa: E402
 
 __all__ = [
     "AoiError",
+    "DeviceError",
     "InputParametersError",
     "NoInputError",
     "NoOutputError",

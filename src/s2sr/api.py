@@ -43,6 +43,7 @@ def superresolve(
     tile_size: int = DEFAULT_ARRAY_TILE,
     weights_dir: Path | None = None,
     consistency: bool = True,
+    device: str = "auto",
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
@@ -50,13 +51,14 @@ def superresolve(
     B5,B6,B7,B8A,B11,B12; ``b60`` (2, H/6, W/6) B1,B9. DN 0 is nodata and stays 0 in the output.
     Returns float32 arrays (6, H, W) and (2, H, W) (None without ``b60``). Work goes tile by tile, so
     memory beyond the inputs and outputs is bounded by ``tile_size``. ``consistency=False`` skips the
-    projection that makes degraded output reproduce the input bands (for comparison only).
+    projection that makes degraded output reproduce the input bands (for comparison only). ``device``:
+    where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``.
     """
     b10, b20 = np.asarray(b10), np.asarray(b20)
     b60 = None if b60 is None else np.asarray(b60)
     _check_shapes(b10, b20, b60)
     check_level(level)
-    return superresolve_with(load_nets(level, b60 is not None, weights_dir, consistency), b10, b20, b60, tile_size)
+    return superresolve_with(load_nets(level, b60 is not None, weights_dir, consistency, device), b10, b20, b60, tile_size)
 
 
 def superresolve_with(

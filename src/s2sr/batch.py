@@ -37,6 +37,7 @@ class BatchOptions:
     copy_original_bands: bool = True
     tile_size: int = DEFAULT_TILE_SIZE
     weights_dir: str | None = None
+    device: str = "auto"  # where each worker runs its nets: auto, cpu or gpu
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
         superresolve_product(
             product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
-            weights_dir=Path(options.weights_dir) if options.weights_dir else None,
+            weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2))
     except S2srError as exc:
@@ -190,7 +191,7 @@ class _Worker:
         self.output_dir, self.options = Path(output_dir), options
         weights = Path(options.weights_dir) if options.weights_dir else None
         for level in ("L1C", "L2A"):
-            load_nets(level, True, weights)
+            load_nets(level, True, weights, device=options.device)
 
     def process(self, product: str) -> Record:
         return process(Path(product), self.output_dir, self.options)

@@ -32,9 +32,11 @@ def _aoi_of(args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .model import compute_device
     from .pipeline import superresolve_product
     from .progress import ProgressReporter
 
+    _log(f"nets: {compute_device(args.device)}")
     out = superresolve_product(
         args.product,
         args.output,
@@ -45,6 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=ProgressReporter(_log),
         consistency=not args.no_consistency,
         threads=args.threads,
+        device=args.device,
     )
     print(out)
     return 0
@@ -55,7 +58,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from .progress import ProgressReporter
 
     options = BatchOptions(aoi=_aoi_of(args), clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
-                           tile_size=args.tile_size)
+                           tile_size=args.tile_size, device=args.device)
     records = run_batch(args.inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=ProgressReporter(_log, "batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -191,6 +194,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_product_options(parser: argparse.ArgumentParser) -> None:
     """The AOI and band options that ``run`` and ``batch`` share (defaults from the pipeline)."""
+    from .model import DEVICES
     from .pipeline import DEFAULT_TILE_SIZE
 
     where = parser.add_mutually_exclusive_group()
@@ -199,6 +203,8 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-clip", action="store_true", help="keep pixels outside the AOI polygon (bbox window only)")
     parser.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side in 10 m pixels, a multiple of 6")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where the nets run (default auto: a GPU if Keras sees one, else the CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,10 @@ class NoOutputError(S2srError, RuntimeError):
     """Processing finished but produced nothing to write (exit code 6)."""
 
 
+class DeviceError(InputParametersError):
+    """The device asked for does not exist here: ``gpu`` where the backend sees none (exit code 2)."""
+
+
 class WeightsError(S2srError, RuntimeError):
     """A weight file or its manifest is missing, corrupt or does not match the model."""
 

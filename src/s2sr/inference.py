@@ -8,8 +8,10 @@ through. Callers (the array API, the product pipeline, evaluation) only decide w
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,9 +19,10 @@ import numpy as np
 
 from .bands import SATURATED_DN
 from .errors import InputParametersError
-from .model import LoadedNet, load_net, run_net, weights_name
+from .model import LoadedNet, load_net, resolve_device, run_net, weights_name
 from .refine import Fusion, fuse, project, projection_reach, regression_detail, regression_reach, usable_coarse
 from .resample import nearest_upsample, upsample
+from .runner import StageTimes
 from .tiling import Window
 
 LEVELS = ("L1C", "L2A")
@@ -85,7 +88,19 @@ def fill_nearest(values: np.ndarray, valid: np.ndarray, reach: int) -> np.ndarra
 
 
 def _fill_rows(values: np.ndarray, valid: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill along the last axis from the nearest valid pixel (ties: the one to the left) within ``reach``."""
+    """Fill along the last axis from the nearest valid pixel (ties: the one to the left) within ``reach``.
+
+    Only rows with a gap are worked on: a swath edge crosses some of a tile's rows, not all.
+    """
+    gaps = ~valid.all(axis=1)
+    if gaps.all() or not gaps.any():
+        return _fill_some_rows(values, valid, reach)
+    out, ok = values.copy(), valid.copy()
+    out[:, gaps], ok[gaps] = _fill_some_rows(values[:, gaps], valid[gaps], reach)
+    return out, ok
+
+
+def _fill_some_rows(values: np.ndarray, valid: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = valid.shape
     idx = np.arange(w)
     left = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
@@ -120,6 +135,7 @@ class Nets:
     x6: LoadedNet | None
     consistency: bool = True  # False: no projection (for comparison only)
     overrides: tuple[tuple[int, Fusion], ...] = ()  # (scale, Fusion) replacing the manifests' (evaluation)
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # for the numpy stages, per band
 
     def fusion(self, scale: int) -> Fusion:
         """The manifest's fusion for a scale (or an override), the projection dropped without consistency."""
@@ -158,67 +174,129 @@ def check_level(level: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _load(level: str, with_60m: bool, weights_dir: Path | None) -> tuple[LoadedNet, LoadedNet | None]:
-    x2 = load_net(weights_name(2, level, weights_dir), weights_dir)
-    x6 = load_net(weights_name(6, level, weights_dir), weights_dir) if with_60m else None
+def _load(level: str, with_60m: bool, weights_dir: Path | None, device: str) -> tuple[LoadedNet, LoadedNet | None]:
+    x2 = load_net(weights_name(2, level, weights_dir), weights_dir, device)
+    x6 = load_net(weights_name(6, level, weights_dir), weights_dir, device) if with_60m else None
     return x2, x6
 
 
-def load_nets(level: str, with_60m: bool = True, weights_dir: Path | None = None, consistency: bool = True) -> Nets:
-    """The nets for a product level, loaded once per process."""
+def load_nets(
+    level: str, with_60m: bool = True, weights_dir: Path | None = None, consistency: bool = True, device: str = "auto",
+) -> Nets:
+    """The nets for a product level on ``device`` (``auto``, ``cpu`` or ``gpu``), loaded once per process."""
     check_level(level)
-    return Nets(*_load(level, with_60m, weights_dir), consistency=consistency)
+    return Nets(*_load(level, with_60m, weights_dir, resolve_device(device)), consistency=consistency)
 
 
-def _estimate(
-    net: LoadedNet, fusion: Fusion, scale: int, inputs: list[np.ndarray], coarse: np.ndarray,
-    predictors: np.ndarray, usable: np.ndarray, border: int,
-) -> np.ndarray:
-    """One scale's bands over the window less ``border``: net and regression fused, then projected.
+@dataclass(frozen=True)
+class _ScaleWork:
+    """What one scale (x2 or x6) of a window needs: the net, its inputs, the measured band, what it may learn from."""
 
-    The net runs only where its output can still reach the kept pixels through the projection, so a wide
-    border for the projection costs reading, not convolutions.
+    scale: int
+    net: LoadedNet
+    fusion: Fusion
+    inputs: list[np.ndarray]  # full window: x10, up20 (, up60); the last is the bicubic estimate
+    coarse: np.ndarray  # the measured band, filled
+    usable: np.ndarray  # coarse pixels the regression may learn from
+
+    def crop(self, border: int) -> int:
+        """Fine pixels each side the net can skip: its output reaches the kept pixels only through the projection."""
+        reach = projection_reach(self.scale, self.fusion.projection_steps)
+        return max(0, (border - reach - self.net.manifest.architecture.receptive_radius) // 6 * 6)
+
+
+def _band_chunks(n_bands: int, threads: int) -> list[slice]:
+    """Split a group's bands for ``threads`` workers: every per-band stage is independent across bands."""
+    parts = min(threads, n_bands)
+    edges = [round(i * n_bands / parts) for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _estimate_all(
+    work: list[_ScaleWork], predictors: np.ndarray, border: int, threads: int, times: StageTimes,
+) -> list[np.ndarray]:
+    """Each scale's bands over the window less ``border``: net and regression fused, then projected.
+
+    Three phases, so no phase competes with another for the cores: the regressions (numpy, bands split over
+    ``threads``), the nets (which use every core themselves), then fusion and projection (bands split again).
+    Bands are independent in every numpy stage, so the split changes no bit of the output.
     """
-    reach = projection_reach(scale, fusion.projection_steps)
-    crop = max(0, (border - reach - net.manifest.architecture.receptive_radius) // 6 * 6)
-    h, w = inputs[0].shape[1:]
-    rows, cols = slice(crop, h - crop), slice(crop, w - crop)
-    bicubic = inputs[-1][:, rows, cols]
-    net_out = run_net(net, [a[:, rows, cols] for a in inputs]) if fusion.net_weight > 0 else None
-    detail = np.zeros_like(bicubic)
-    if fusion.net_weight < 1:
-        detail = regression_detail(predictors, coarse, scale, usable, crop)
-    estimate = fuse(net_out, bicubic, detail, fusion)
-    if fusion.projection_steps:
-        c = crop // scale
-        estimate = project(estimate, coarse[:, c : coarse.shape[1] - c, c : coarse.shape[2] - c], scale, fusion.projection_steps)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="s2sr-array") if threads > 1 else None
+
+    def per_band(fn: Callable[[slice], np.ndarray], n_bands: int) -> np.ndarray:
+        chunks = _band_chunks(n_bands, threads)
+        if pool is None or len(chunks) == 1:
+            return fn(slice(None))
+        return np.concatenate(list(pool.map(fn, chunks)))
+
+    try:
+        details: list[np.ndarray | None] = [None] * len(work)
+        with times.timing("regression"):
+            for i, w in enumerate(work):
+                if w.fusion.net_weight < 1:
+                    crop = w.crop(border)
+                    details[i] = per_band(lambda b, w=w, crop=crop: regression_detail(predictors, w.coarse[b], w.scale, w.usable, crop),
+                                          len(w.coarse))
+        nets_out: list[np.ndarray | None] = [None] * len(work)
+        with times.timing("nets"):
+            for i, w in enumerate(work):
+                if w.fusion.net_weight > 0:
+                    crop = w.crop(border)
+                    h, wd = w.inputs[0].shape[1:]
+                    nets_out[i] = run_net(w.net, [a[:, crop : h - crop, crop : wd - crop] for a in w.inputs])
+        with times.timing("fusion and projection"):
+            return [per_band(lambda b, w=w, net=net, detail=detail: _refine(w, net, detail, border, b), len(w.coarse))
+                    for w, net, detail in zip(work, nets_out, details, strict=True)]
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | None, border: int, bands: slice) -> np.ndarray:
+    """Fuse net and regression for some bands, project them onto the measured band, cut the border off."""
+    crop = work.crop(border)
+    h, w = work.inputs[0].shape[1:]
+    bicubic = work.inputs[-1][bands, crop : h - crop, crop : w - crop]
+    estimate = fuse(None if net_out is None else net_out[bands], bicubic,
+                    np.zeros_like(bicubic) if detail is None else detail[bands], work.fusion)
+    if work.fusion.projection_steps:
+        c = crop // work.scale
+        coarse = work.coarse[bands, c : work.coarse.shape[1] - c, c : work.coarse.shape[2] - c]
+        estimate = project(estimate, coarse, work.scale, work.fusion.projection_steps)
     keep = border - crop
     return estimate[:, keep : estimate.shape[1] - keep, keep : estimate.shape[2] - keep]
 
 
-def superresolve_groups(nets: Nets, g10: BandGroup, g20: BandGroup, g60: BandGroup | None, border: int = 0) -> WindowResult:
+def superresolve_groups(
+    nets: Nets, g10: BandGroup, g20: BandGroup, g60: BandGroup | None, border: int = 0, times: StageTimes | None = None,
+) -> WindowResult:
     """Super-resolve one window whose groups share a 60 m-aligned extent; returns it less ``border``.
 
     Per scale: the net's estimate and the scene-adaptive regression estimate (fitted on this window's valid,
     unsaturated pixels) are fused with the manifest's weights, then projected onto the measured coarse band.
+    The net runs only where its output can still reach the kept pixels through the projection, so a wide
+    border for the projection costs reading, not convolutions. ``times`` collects the seconds of each phase
+    (prepare, regression, nets, fusion and projection).
     """
-    x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
-    up20 = upsample(c20, 2)
-    valid = g10.valid & nearest_upsample(g20.valid, 2)
-    usable20 = usable_coarse(g10.valid, g20.saturated, g20.valid, 2)
-    sr20 = _estimate(nets.x2, nets.fusion(2), 2, [x10, up20], c20, x10, usable20, border)
-    sr60 = sat60 = None
-    if g60 is not None and nets.x6 is not None:
-        c60 = g60.filled(FILL_REACH // 6)
-        valid &= nearest_upsample(g60.valid, 6)
-        usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
-        sr60 = _estimate(nets.x6, nets.fusion(6), 6, [x10, up20, upsample(c60, 6)], c60, x10, usable60, border)
-        sat60 = nearest_upsample(g60.saturated, 6)
+    times = times if times is not None else StageTimes()
+    with times.timing("prepare"):
+        x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
+        up20 = upsample(c20, 2)
+        valid = g10.valid & nearest_upsample(g20.valid, 2)
+        work = [_ScaleWork(2, nets.x2, nets.fusion(2), [x10, up20], c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
+        sat60 = None
+        if g60 is not None and nets.x6 is not None:
+            c60 = g60.filled(FILL_REACH // 6)
+            valid &= nearest_upsample(g60.valid, 6)
+            usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
+            work.append(_ScaleWork(6, nets.x6, nets.fusion(6), [x10, up20, upsample(c60, 6)], c60, usable60))
+            sat60 = nearest_upsample(g60.saturated, 6)
+    estimates = _estimate_all(work, x10, border, nets.threads, times)
     h, w = valid.shape
     rows, cols = Window(border, border, h - 2 * border, w - 2 * border).slices()
     return WindowResult(
-        g10.values[:, rows, cols], g10.saturated[:, rows, cols], sr20, sr60, valid[rows, cols],
-        nearest_upsample(g20.saturated, 2)[:, rows, cols], None if sat60 is None else sat60[:, rows, cols],
+        g10.values[:, rows, cols], g10.saturated[:, rows, cols], estimates[0], estimates[1] if len(estimates) > 1 else None,
+        valid[rows, cols], nearest_upsample(g20.saturated, 2)[:, rows, cols], None if sat60 is None else sat60[:, rows, cols],
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
-from .errors import WeightsError
+from .errors import DeviceError, WeightsError
 
 #: Where the shipped weights live: ``weights/`` at the project root, or inside the installed package.
 _PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
@@ -162,6 +162,7 @@ def save_weights(model: Any, manifest: WeightsManifest, directory: Path) -> Weig
 class LoadedNet:
     manifest: WeightsManifest
     model: Any
+    device: str = "cpu:0"  # Keras device name the weights live on and the net runs on
 
 
 def load_manifest(name: str, weights_dir: Path | None = None) -> WeightsManifest:
@@ -172,8 +173,11 @@ def load_manifest(name: str, weights_dir: Path | None = None) -> WeightsManifest
     return WeightsManifest.from_json(path)
 
 
-def load_net(name: str, weights_dir: Path | None = None) -> LoadedNet:
-    """Build a net and load its weights, after checking the manifest's bands and the file's sha256."""
+def load_net(name: str, weights_dir: Path | None = None, device: str = "auto") -> LoadedNet:
+    """Build a net and load its weights, after checking the manifest's bands and the file's sha256.
+
+    ``device``: ``cpu``, ``gpu`` or ``auto`` (see :func:`resolve_device`); the weights go there once.
+    """
     directory = weights_dir or default_weights_dir()
     manifest = load_manifest(name, directory)
     groups, outputs = expected_bands(manifest.scale)
@@ -190,14 +194,18 @@ def load_net(name: str, weights_dir: Path | None = None) -> LoadedNet:
     digest = sha256_of(npz_path)
     if digest != manifest.sha256:
         raise WeightsError(f"weight file {npz_path} has sha256 {digest}, manifest says {manifest.sha256}")
-    model = build_dsen2(manifest.scale, manifest.architecture)
+    import keras
+
+    placed = resolve_device(device)
     with np.load(npz_path) as data:
         weights = [data[k].astype(np.float32) for k in sorted(data.files)]
-    try:
-        model.set_weights(weights)
-    except ValueError as exc:
-        raise WeightsError(f"weight file {npz_path} does not fit {manifest.architecture}: {exc}") from exc
-    return LoadedNet(manifest, model)
+    with keras.device(placed):
+        model = build_dsen2(manifest.scale, manifest.architecture)
+        try:
+            model.set_weights(weights)
+        except ValueError as exc:
+            raise WeightsError(f"weight file {npz_path} does not fit {manifest.architecture}: {exc}") from exc
+    return LoadedNet(manifest, model, placed)
 
 
 def weights_name(scale: int, level: str, weights_dir: Path | None = None) -> str:
@@ -212,31 +220,66 @@ def weights_name(scale: int, level: str, weights_dir: Path | None = None) -> str
     return f"dsen2_x{scale}"
 
 
-def compute_device() -> str:
-    """Which Keras backend runs the nets, and on which device (a GPU image on a machine without one runs on CPU)."""
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs the Keras backend can run on (names), empty on a machine or an image without one."""
     import keras
 
     backend = keras.backend.backend()
-    gpus: list[str] = []
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    elif backend == "jax":
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
         import jax
 
-        gpus = [str(d) for d in jax.devices() if d.platform == "gpu"]
-    elif backend == "torch":
+        return [str(d) for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
         import torch
 
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    where = f"GPU ({', '.join(gpus)})" if gpus else "CPU (no GPU visible)"
-    return f"Keras {keras.__version__} on {backend}, {where}"
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def resolve_device(device: str) -> str:
+    """The Keras device name for ``auto`` (the first GPU if there is one, else the CPU), ``cpu`` or ``gpu``.
+
+    Asking for a GPU where the backend sees none is an error, not a silent fall back to a 50x slower run.
+    """
+    if device in ("cpu:0", "gpu:0"):  # already resolved
+        return device
+    if device not in DEVICES:
+        raise DeviceError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return "cpu:0"
+    if visible_gpus():
+        return "gpu:0"
+    if device == "gpu":
+        import keras
+
+        raise DeviceError(f"device 'gpu' asked for, but Keras on {keras.backend.backend()} sees no GPU; "
+                          "use --device auto or cpu")
+    return "cpu:0"
+
+
+def compute_device(device: str = "auto") -> str:
+    """Which Keras backend runs the nets, and on which device, for the log line of a run."""
+    import keras
+
+    placed = resolve_device(device)
+    gpus = visible_gpus()
+    where = f"GPU ({gpus[0]})" if placed.startswith("gpu") else "CPU" + ("" if gpus else " (no GPU visible)")
+    return f"Keras {keras.__version__} on {keras.backend.backend()}, {where}"
 
 
 def run_net(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
     """Apply a net to band-first float arrays in reflectance x 10000; returns (bands, H, W)."""
     scale = net.manifest.divide_by
     batch = [np.ascontiguousarray(a.transpose(1, 2, 0)[None] / scale, dtype=np.float32) for a in inputs]
-    out = net.model.predict_on_batch(batch)  # compiled: about 1.8x the eager call's speed on the CPU
+    import keras
+
+    with keras.device(net.device):
+        out = net.model.predict_on_batch(batch)  # compiled: about 1.8x the eager call's speed on the CPU
     return np.asarray(out)[0].transpose(2, 0, 1) * scale

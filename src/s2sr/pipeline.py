@@ -20,7 +20,7 @@ from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import WindowResult, load_nets, read_tile, superresolve_groups
 from .product import ProductReader, open_product
-from .runner import run_tiles
+from .runner import StageTimes, run_tiles
 from .stac_item import write_output_item
 from .tiling import Window, tiles_covering
 from .writer import CogWriter, to_dn
@@ -63,6 +63,8 @@ def superresolve_product(
     consistency: bool = True,
     stac_item: bool = True,
     threads: int = 1,
+    device: str = "auto",
+    stage_times: StageTimes | None = None,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
@@ -72,6 +74,8 @@ def superresolve_product(
     the file is written beside it (``out.json``, see ``stac_item``). ``threads`` > 1 decode the next
     tiles and write finished ones while the nets run (``runner``); 1 (the default, fastest on 2 cores, where
     the nets keep every core busy) runs the stages one after another. The output is the same either way.
+    ``device``: where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``.
+    ``stage_times`` collects the seconds of each stage (read, compute, write, finish COG, STAC Item).
     """
     output = Path(output)
     if tile_size <= 0 or tile_size % 6:
@@ -83,7 +87,7 @@ def superresolve_product(
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
-    nets = load_nets(located.level, True, weights_dir, consistency)
+    nets = load_nets(located.level, True, weights_dir, consistency, device)
     with ProductReader(located) as reader:
         geom = to_crs(area_of_interest.geometry, reader.crs) if area_of_interest else None
         area = aoi_window(geom, reader.transform, reader.raster, located.name) if geom is not None else reader.raster
@@ -101,6 +105,7 @@ def superresolve_product(
             "weights": ", ".join(n.manifest.name for n in (nets.x2, nets.x6) if n is not None),
             "reflectance": "DN x 0.0001 (offsets of baseline 04.00+ removed)",
         }
+        times = stage_times if stage_times is not None else StageTimes()
         with CogWriter(
             output,
             crs=reader.crs,
@@ -109,11 +114,12 @@ def superresolve_product(
             width=area.width,
             bands=bands_out,
             tags=tags,
+            times=times,
         ) as writer:
             holds_data: list[bool] = []  # per tile written, from the writer thread
 
             def compute(tile: Window, groups: list) -> WindowResult:
-                return superresolve_groups(nets, *groups, border=nets.border)
+                return superresolve_groups(nets, *groups, border=nets.border, times=times)
 
             def write(tile: Window, result: WindowResult) -> None:
                 part = tile.intersection(area)
@@ -143,6 +149,7 @@ def superresolve_product(
                 write,
                 threads,
                 None if progress is None else lambda done: progress(done, len(tiles)),
+                times,
             )
             if not any(holds_data):  # leaving the writer with an error writes nothing
                 raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")

@@ -128,54 +128,85 @@ def regression_detail(
     only what the caller keeps.
     """
     radius = REGRESSION_RADIUS[factor]
-    n_pred = predictors.shape[0]
+    n_pred, n_bands = predictors.shape[0], coarse.shape[0]
+    h, w = usable.shape
+    c0 = max(0, crop // factor - 4)  # fits needed: the kept pixels and four coarse pixels (bicubic's reach)
+    f0, keep = c0 * factor, crop - c0 * factor
     degraded = degrade(predictors, factor)
     x = degraded.astype(np.float64)  # (p, h, w)
+    y = coarse.astype(np.float64)  # (bands, h, w)
     weight = usable.astype(np.float64)
-    count = _box_sum(weight, radius)
+
+    def window_sum(a: np.ndarray) -> np.ndarray:
+        return _box_sum(a, radius, c0)
+
+    count = window_sum(weight)
     n = np.maximum(count, 1.0)
-    mean_x = _box_sum(weight * x, radius) / n  # (p, h, w)
-    cov = np.empty((*usable.shape, n_pred, n_pred))
+    mean_x = window_sum(weight * x) / n  # (p, h', w'): the fit region only
+    mean_y = window_sum(weight * y) / n  # (bands, h', w')
+    cov = [[None] * n_pred for _ in range(n_pred)]  # planes (h', w'), lower triangle
     for k in range(n_pred):
         for j in range(k + 1):
-            c = _box_sum(weight * x[k] * x[j], radius) / n - mean_x[k] * mean_x[j]
-            cov[..., k, j] = cov[..., j, k] = c
-    diag = np.einsum("...kk->...k", cov)
-    cov[..., range(n_pred), range(n_pred)] = diag * (1 + RIDGE) + 1e-6
-    inverse = np.linalg.inv(cov)
-    h, w = usable.shape
-    c0 = max(0, crop // factor - 4)  # four coarse pixels of margin: bicubic reads two each side
-    f0, keep = c0 * factor, crop - c0 * factor
-    region = (slice(c0, h - c0), slice(c0, w - c0))
-    fine = predictors[:, f0 : h * factor - f0, f0 : w * factor - f0]
-    fine_detail = fine - upsample(degraded[(slice(None), *region)], factor)  # highpass, its degrade reused
+            cov[k][j] = window_sum(weight * x[k] * x[j]) / n - mean_x[k] * mean_x[j]
+        cov[k][k] = cov[k][k] * (1 + RIDGE) + 1e-6
+    cross = np.stack([window_sum(weight * x * y[b]) / n - mean_x * mean_y[b] for b in range(n_bands)])
+    coef = _solve_spd(cov, cross)  # (bands, p, h', w')
+    var_y = window_sum(weight * y * y) / n - mean_y**2
+    r2 = np.einsum("bkhw,bkhw->bhw", coef, cross) / np.maximum(var_y, 1e-6)
     enough = count >= MIN_PIXELS_PER_PREDICTOR * (n_pred + 1)
+    gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * enough  # fades in between R2 0.2 and 0.4
+    region = (slice(None), slice(c0, h - c0), slice(c0, w - c0))
+    fine = predictors[:, f0 : h * factor - f0, f0 : w * factor - f0]
+    fine_detail = fine - upsample(degraded[region], factor)  # highpass, its degrade reused
     out_h, out_w = h * factor - 2 * crop, w * factor - 2 * crop
-    detail = np.zeros((coarse.shape[0], out_h, out_w), np.float32)
-    for b in range(coarse.shape[0]):
-        y = coarse[b].astype(np.float64)
-        mean_y = _box_sum(weight * y, radius) / n
-        var_y = _box_sum(weight * y * y, radius) / n - mean_y**2
-        cross = np.stack([_box_sum(weight * x[k] * y, radius) / n - mean_x[k] * mean_y for k in range(n_pred)], axis=-1)
-        coef = np.einsum("...kj,...j->...k", inverse, cross)  # (h, w, p)
-        r2 = np.einsum("...k,...k->...", coef, cross) / np.maximum(var_y, 1e-6)
-        gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * enough  # fades in between R2 0.2 and 0.4
-        coef = (coef * gain[..., None]).transpose(2, 0, 1).astype(np.float32)[(slice(None), *region)]
-        full = np.einsum("khw,khw->hw", upsample(coef, factor), fine_detail)
-        detail[b] = full[keep : keep + out_h, keep : keep + out_w]
+    rows, cols = slice(keep, keep + out_h), slice(keep, keep + out_w)
+    detail = np.zeros((n_bands, out_h, out_w), np.float32)
+    for b in range(n_bands):
+        maps = upsample((coef[b] * gain[b]).astype(np.float32), factor)[:, rows, cols]  # (p, out_h, out_w)
+        for k in range(n_pred):
+            detail[b] += maps[k] * fine_detail[k, rows, cols]
     return detail
 
 
-def _box_sum(a: np.ndarray, radius: int) -> np.ndarray:
-    """Sum of the last two axes over a (2 radius + 1)^2 window around each pixel, cut at the array's edge."""
-    padded = np.zeros((*a.shape[:-2], a.shape[-2] + 1, a.shape[-1] + 1))
-    padded[..., 1:, 1:] = a
-    table = padded.cumsum(axis=-2).cumsum(axis=-1)
+def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
+    """Solve ``A c = r`` at every pixel for a small symmetric positive definite ``A``, all pixels at once.
+
+    ``lower[k][j]`` (j <= k) holds A's lower triangle as (h, w) planes, ``rhs`` is (bands, p, h, w).
+    Cholesky plane by plane: for p = 4 that is a few dozen whole-array operations, where a batched LAPACK
+    call pays its per-matrix overhead hundreds of thousands of times.
+    """
+    p = len(lower)
+    chol = [[None] * p for _ in range(p)]
+    for k in range(p):
+        for j in range(k + 1):
+            s = lower[k][j] - sum((chol[k][i] * chol[j][i] for i in range(j)), np.zeros_like(lower[k][j]))
+            chol[k][j] = np.sqrt(np.maximum(s, 1e-12)) if j == k else s / chol[j][j]
+    z = [None] * p
+    for k in range(p):  # forward: L z = r
+        z[k] = (rhs[:, k] - sum((chol[k][i] * z[i] for i in range(k)), np.zeros_like(rhs[:, k]))) / chol[k][k]
+    c = [None] * p
+    for k in reversed(range(p)):  # back: L^T c = z
+        c[k] = (z[k] - sum((chol[i][k] * c[i] for i in range(k + 1, p)), np.zeros_like(z[k]))) / chol[k][k]
+    return np.stack(c, axis=1)
+
+
+def _box_sum(a: np.ndarray, radius: int, inner: int = 0) -> np.ndarray:
+    """Sum of the last two axes over a (2 radius + 1)^2 window around each pixel, cut at the array's edge;
+    returned for the pixels at least ``inner`` from the edge (the sums still see the whole array).
+
+    A summed-area table, padded with its own edge rows and columns so that the window's clipped corners
+    are plain shifted slices of it.
+    """
     h, w = a.shape[-2:]
-    r0, r1 = np.clip(np.arange(h) - radius, 0, h), np.clip(np.arange(h) + radius + 1, 0, h)
-    c0, c1 = np.clip(np.arange(w) - radius, 0, w), np.clip(np.arange(w) + radius + 1, 0, w)
-    return (table[..., r1[:, None], c1[None, :]] - table[..., r0[:, None], c1[None, :]]
-            - table[..., r1[:, None], c0[None, :]] + table[..., r0[:, None], c0[None, :]])
+    table = np.zeros((*a.shape[:-2], h + 1, w + 1))
+    table[..., 1:, 1:] = a
+    table = table.cumsum(axis=-2).cumsum(axis=-1)
+    pad = [(0, 0)] * (a.ndim - 2) + [(radius, radius + 1)] * 2
+    t = np.pad(table, pad, mode="edge")
+    d = 2 * radius + 1
+    lo, hi = slice(inner, h - inner), slice(d + inner, d + h - inner)
+    lo_c, hi_c = slice(inner, w - inner), slice(d + inner, d + w - inner)
+    return t[..., hi, hi_c] - t[..., lo, hi_c] - t[..., hi, lo_c] + t[..., lo, lo_c]
 
 
 def usable_coarse(valid_fine: np.ndarray, saturated_coarse: np.ndarray, valid_coarse: np.ndarray, factor: int) -> np.ndarray:

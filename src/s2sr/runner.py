@@ -10,13 +10,48 @@ so the output is the same bit for bit. An error in any stage stops the run and i
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 WRITES_IN_FLIGHT = 2
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage of a run, summed over tiles and threads (for ``make bench``).
+
+    With overlapping stages the sums can exceed the run's wall time: they say where the work goes.
+    """
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def timed(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, its calls counted under ``stage``."""
+
+        def call(*args: Any) -> Any:
+            with self.timing(stage):
+                return fn(*args)
+
+        return call
 
 
 def run_tiles(
@@ -26,8 +61,14 @@ def run_tiles(
     write: Callable[[T, Any], None],
     threads: int = 1,
     progress: Callable[[int], None] | None = None,
+    times: StageTimes | None = None,
 ) -> None:
-    """``write(tile, compute(tile, read(tile)))`` for every tile, in order; stages overlap when ``threads`` > 1."""
+    """``write(tile, compute(tile, read(tile)))`` for every tile, in order; stages overlap when ``threads`` > 1.
+
+    ``times`` collects the seconds spent reading, computing and writing.
+    """
+    if times is not None:
+        read, compute, write = times.timed("read", read), times.timed("compute", compute), times.timed("write", write)
     if threads <= 1:
         for done, tile in enumerate(tiles, start=1):
             write(tile, compute(tile, read(tile)))

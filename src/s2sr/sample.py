@@ -177,8 +177,9 @@ def build_sample_product(
     """Write a SAFE product into ``directory``; returns the .SAFE directory or the .zip path.
 
     ``flat_zip``: the zip holds the SAFE's content at its top level, with no ``.SAFE/`` folder. ``bands``:
-    real imagery to use instead of the synthetic scene, reflectance x 10000 per band name at its native
-    resolution (``size``, ``size/2`` or ``size/6`` pixels a side).
+    imagery to use instead of the synthetic scene, reflectance x 10000 per band name at its native
+    resolution (``size``, ``size/2`` or ``size/6`` pixels a side); the synthetic scene is only made when a
+    band is missing, so a caller can build a whole-size product in pieces it can afford.
     """
     import rasterio
     from rasterio.transform import from_origin
@@ -187,11 +188,12 @@ def build_sample_product(
         raise ValueError(f"size must be a positive multiple of 6, got {spec.size}")
     if spec.naming == "old" and (spec.level != "L1C" or spec.baseline >= "03"):
         raise ValueError("old naming exists only for L1C products of baselines 02.0x (Dec 2015 - Dec 2016)")
-    refl = _reflectance(spec)
+    names = [b for b in BANDS if spec.level == "L1C" or b != "B10"]
+    refl = None if bands is not None and all(b in bands for b in names) else _reflectance(spec)
     safe = Path(directory) / f"{spec.product_name}.SAFE"
     granule = f"GRANULE/{spec.granule}/IMG_DATA"
     image_files = []
-    for band in (b for b in BANDS if spec.level == "L1C" or b != "B10"):
+    for band in names:
         res = BANDS[band].resolution
         sub = f"{granule}/R{res}m" if spec.level == "L2A" else granule
         stem = _file_stem(spec, band) + (f"_{res}m" if spec.level == "L2A" else "")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .bands import NODATA_DN, SATURATED_DN, description
+from .runner import StageTimes
 from .tiling import Window
 
 REFLECTANCE_SCALE = 1e-4
@@ -46,7 +47,7 @@ class CogWriter:
 
     def __init__(
         self, path: Path, *, crs: Any, transform: Any, height: int, width: int, bands: tuple[str, ...],
-        tags: dict[str, str], staging_dir: Path | None = None,
+        tags: dict[str, str], staging_dir: Path | None = None, times: StageTimes | None = None,
     ):
         self.path = Path(path)
         self.bands = bands
@@ -74,6 +75,7 @@ class CogWriter:
         }
         self._tags = tags
         self._dataset = None
+        self._times = times if times is not None else StageTimes()
 
     def __enter__(self) -> CogWriter:
         import rasterio
@@ -93,7 +95,8 @@ class CogWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                self._finish()
+                with self._times.timing("finish COG"):
+                    self._finish()
         finally:
             if self._dataset is not None and not self._dataset.closed:
                 self._dataset.close()

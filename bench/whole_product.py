@@ -1,0 +1,115 @@
+"""``make bench-product``: one whole 10980 x 10980 product, SAFE in and COG out, timed on this machine.
+
+Builds (once, into ``out/bench-product``) an L2A SAFE of full Sentinel-2 size with real JP2 band files: a
+1830 px synthetic scene mirrored 6 x 6 (so building it fits in memory), with a swath edge across one corner.
+Then runs ``s2sr.superresolve_product`` on it in a fresh process and prints the wall time, the seconds of
+each stage (read, compute, write, finish COG, STAC Item), and the run's peak resident memory.
+
+    python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZE = 10980
+PIECE = SIZE // 6
+
+
+def build(directory: Path) -> Path:
+    """The whole-size SAFE in ``directory`` (kept between runs: building it takes minutes)."""
+    from s2sr.bands import BANDS
+    from s2sr.resample import block_mean
+    from s2sr.sample import SampleSpec, _reflectance, build_sample_product
+
+    existing = sorted(directory.glob("*.SAFE"))
+    if existing and (existing[0] / "MTD_MSIL2A.xml").is_file():
+        return existing[0]
+    refl = _reflectance(SampleSpec(size=PIECE, seed=3)) * 10000
+    bands = {}
+    for name, band in BANDS.items():
+        if name == "B10":
+            continue
+        f = band.resolution // 10
+        piece = refl[band.band_id] if f == 1 else block_mean(refl[band.band_id][None], f)[0]
+        pair = np.concatenate([piece, piece[:, ::-1]], axis=1)
+        row = np.concatenate([pair] * 3, axis=1)
+        bands[name] = np.concatenate([np.concatenate([row, row[::-1]], axis=0)] * 3, axis=0)
+    del refl
+    return build_sample_product(directory, SampleSpec(size=SIZE, nodata_edge=True), bands=bands)
+
+
+def run(product: Path, output: Path, threads: int, tile_size: int) -> dict:
+    """One product run in this process; returns its figures."""
+    import s2sr
+    from s2sr.runner import StageTimes
+
+    times = StageTimes()
+    last = [time.perf_counter()]
+    start = last[0]
+
+    tiling_rss = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done == total:
+            tiling_rss[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        if done == total or now - last[0] > 120:
+            print(f"  {done}/{total} tiles after {(now - start) / 60:.1f} min", file=sys.stderr, flush=True)
+            last[0] = now
+
+    s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, progress=progress, stage_times=times)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "stages": times.seconds,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_tiling_gib": tiling_rss[0],
+        "output_gib": output.stat().st_size / 2**30,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("out/bench-product"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tile-size", type=int, default=None)
+    parser.add_argument("--child", nargs=2, metavar=("PRODUCT", "OUTPUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from s2sr.pipeline import DEFAULT_TILE_SIZE
+
+    tile_size = args.tile_size or DEFAULT_TILE_SIZE
+    if args.child:
+        print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size)))
+        return 0
+    start = time.perf_counter()
+    product = build(args.dir)
+    print(f"product: {product.name} ({SIZE} x {SIZE} px at 10 m), built in {time.perf_counter() - start:.0f} s"
+          " (0 when it already existed)", flush=True)
+    output = args.dir / "whole_product.tif"
+    child = subprocess.run(
+        [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
+         "--tile-size", str(tile_size)],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    total = figures["seconds"]
+    print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "
+          f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB)")
+    for stage, seconds in figures["stages"].items():
+        print(f"  {stage:12s} {seconds:8.1f} s  {100 * seconds / total:5.1f} %")
+    print(f"peak resident memory of the run: {figures['peak_rss_gib']:.2f} GiB "
+          f"({figures['peak_rss_tiling_gib']:.2f} GiB until the last tile, before the COG is finished)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
