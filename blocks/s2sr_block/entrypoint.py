@@ -17,7 +17,7 @@ from pathlib import Path
 from s2sr.bands import output_bands
 from s2sr.errors import AoiError, NoOutputError, S2srError, exit_code_for
 from s2sr.model import compute_device
-from s2sr.pipeline import gdal_env, product_footprint, superresolve_product
+from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
 from s2sr.progress import ProgressReporter
 from s2sr.stac_item import item_path
@@ -118,8 +118,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     try:
         params = BlockParameters.from_json(environ.get("UP42_TASK_PARAMETERS"))
-        with gdal_env():
-            run_block(params, args.input_dir, args.output_dir, args.quicklook_dir, log, args.tile_size)
+        run_block(params, args.input_dir, args.output_dir, args.quicklook_dir, log, args.tile_size)
     except S2srError as exc:
         log(f"error: {exc}")
         return exit_code_for(exc)

@@ -270,11 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": _cmd_run, "batch": _cmd_batch, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
     from .errors import S2srError, exit_code_for
-    from .pipeline import gdal_env
 
     try:
-        with gdal_env():
-            return handlers[args.command](args)
+        return handlers[args.command](args)
     except S2srError as exc:
         _log(f"error: {exc}")
         return exit_code_for(exc)

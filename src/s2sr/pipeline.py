@@ -50,23 +50,6 @@ class Aoi:
         raise InputParametersError(f"aoi must be a bbox [W, S, E, N], a GeoJSON geometry or a shapely polygon, got {type(aoi).__name__}")
 
 
-#: GDAL's block cache for a run, in bytes: room for the JP2 blocks that neighbouring tiles share and for
-#: building the COG. GDAL's default (5 % of RAM) grows with the machine: 1.2 GiB here took a whole-product
-#: run to 4.7 GiB resident. (rasterio passes an integer to GDAL as bytes, a string as MB.)
-GDAL_CACHE_BYTES = 256 * 2**20
-
-
-def gdal_env() -> Any:
-    """The GDAL settings of a run, as a ``rasterio.Env``.
-
-    GDAL sizes its block cache at the first raster I/O of a process, so the CLI and the block enter this
-    before anything else; the library enters it around every product run, for callers that did not.
-    """
-    import rasterio
-
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
-
-
 def superresolve_product(
     product: str | Path,
     output: str | Path,
@@ -105,7 +88,7 @@ def superresolve_product(
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
     nets = load_nets(located.level, True, weights_dir, consistency, device)
-    with gdal_env(), ProductReader(located) as reader:
+    with ProductReader(located) as reader:
         geom = to_crs(area_of_interest.geometry, reader.crs) if area_of_interest else None
         area = aoi_window(geom, reader.transform, reader.raster, located.name) if geom is not None else reader.raster
         mask = inside_mask(geom, reader.transform, area) if geom is not None and clip_to_aoi else None
