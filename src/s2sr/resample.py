@@ -92,12 +92,17 @@ def separable_filter(a: np.ndarray, kernel: np.ndarray, mode: str = "reflect") -
     return out
 
 
-def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of the last two axes, edges reflected."""
+def _gaussian(sigma: float) -> np.ndarray:
+    """Normalised 1-D Gaussian of radius ceil(3 sigma) (at least 1), float64."""
     radius = max(1, int(np.ceil(3 * sigma)))
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    return separable_filter(a, (kernel / kernel.sum()).astype(np.float32), "reflect")
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of the last two axes, edges reflected."""
+    return separable_filter(a, _gaussian(sigma).astype(np.float32), "reflect")
 
 
 def degrade(a: np.ndarray, factor: int) -> np.ndarray:
@@ -126,8 +131,4 @@ def degrade(a: np.ndarray, factor: int) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _degrade_kernel(factor: int) -> np.ndarray:
     """The 1-D filter of :func:`degrade`: the Gaussian of :func:`gaussian_blur` convolved with a mean over ``factor``."""
-    sigma = 1.0 / factor
-    radius = max(1, int(np.ceil(3 * sigma)))
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    gauss = np.exp(-0.5 * (x / sigma) ** 2)
-    return (np.convolve(gauss / gauss.sum(), np.full(factor, 1.0 / factor))).astype(np.float32)
+    return np.convolve(_gaussian(1.0 / factor), np.full(factor, 1.0 / factor)).astype(np.float32)
