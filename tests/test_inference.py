@@ -94,3 +94,22 @@ def test_swath_edge_on_real_imagery_neither_depends_on_tiles_nor_smears(shared_d
 def test_fill_reach_is_part_of_the_border():
     nets = load_nets("L2A")
     assert nets.border >= 2 * FILL_REACH + 18 + nets.x2.manifest.architecture.receptive_radius
+
+
+def test_array_threads_change_no_bit():
+    from s2sr.bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M
+    from s2sr.resample import block_mean
+    from s2sr.sample import SampleSpec, _reflectance
+
+    refl = _reflectance(SampleSpec(size=144, seed=5)) * 10000
+
+    def group(names, f):
+        a = np.stack([refl[BANDS[b].band_id] for b in names])
+        return _swath_edge(block_mean(a, f) if f > 1 else a, f)
+
+    arrays = group(BANDS_10M, 1), group(BANDS_20M, 2), group(BANDS_60M, 6)
+    nets = load_nets("L2A")
+    one, three = (superresolve_with(replace(nets, threads=t), *arrays, tile_size=72) for t in (1, 3))
+    assert (one.b20 != 0).mean() > 0.3
+    np.testing.assert_array_equal(one.b20, three.b20)
+    np.testing.assert_array_equal(one.b60, three.b60)

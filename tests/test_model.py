@@ -100,3 +100,17 @@ def test_device_setting_resolves_and_places_the_nets():
     assert on_cpu.device == "cpu:0"
     x = [np.full((4, 24, 24), 900.0, np.float32), np.full((6, 24, 24), 1500.0, np.float32)]
     np.testing.assert_array_equal(run_net(on_cpu, x), run_net(default, x))
+
+
+@pytest.mark.parametrize("rows", [100, 37])
+def test_row_strips_match_one_call(monkeypatch, rows):
+    import s2sr.model as model
+
+    net = load_net("dsen2_x6", WEIGHTS)
+    rng = np.random.default_rng(rows)
+    inputs = [rng.uniform(200, 4000, (c, rows, 60)).astype(np.float32) for c in (4, 6, 2)]
+    whole = model.run_net(net, inputs)
+    monkeypatch.setattr(model, "NET_STRIP_ROWS", 16)  # 7 or 3 strips, each with the receptive radius of context
+    strips = model.run_net(net, inputs)
+    assert strips.shape == whole.shape == (2, rows, 60)
+    np.testing.assert_allclose(strips, whole, atol=1e-3)  # the same receptive field: equal but for rounding

@@ -212,44 +212,50 @@ def _band_chunks(n_bands: int, threads: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
+class _PerBand:
+    """Runs a function of a band slice over ``threads`` chunks of a group's bands, in threads (numpy releases
+    the GIL). Every per-band stage is independent across bands, so the split changes no bit of the output."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="s2sr-array") if threads > 1 else None
+
+    def __call__(self, fn: Callable[[slice], np.ndarray], n_bands: int) -> np.ndarray:
+        chunks = _band_chunks(n_bands, self.threads)
+        if self._pool is None or len(chunks) == 1:
+            return fn(slice(None))
+        return np.concatenate(list(self._pool.map(fn, chunks)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
 def _estimate_all(
-    work: list[_ScaleWork], predictors: np.ndarray, border: int, threads: int, times: StageTimes,
+    work: list[_ScaleWork], predictors: np.ndarray, border: int, per_band: _PerBand, times: StageTimes,
 ) -> list[np.ndarray]:
     """Each scale's bands over the window less ``border``: net and regression fused, then projected.
 
     Three phases, so no phase competes with another for the cores: the regressions (numpy, bands split over
-    ``threads``), the nets (which use every core themselves), then fusion and projection (bands split again).
-    Bands are independent in every numpy stage, so the split changes no bit of the output.
+    the threads), the nets (which use every core themselves), then fusion and projection (bands split again).
     """
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="s2sr-array") if threads > 1 else None
-
-    def per_band(fn: Callable[[slice], np.ndarray], n_bands: int) -> np.ndarray:
-        chunks = _band_chunks(n_bands, threads)
-        if pool is None or len(chunks) == 1:
-            return fn(slice(None))
-        return np.concatenate(list(pool.map(fn, chunks)))
-
-    try:
-        details: list[np.ndarray | None] = [None] * len(work)
-        with times.timing("regression"):
-            for i, w in enumerate(work):
-                if w.fusion.net_weight < 1:
-                    crop = w.crop(border)
-                    details[i] = per_band(lambda b, w=w, crop=crop: regression_detail(predictors, w.coarse[b], w.scale, w.usable, crop),
-                                          len(w.coarse))
-        nets_out: list[np.ndarray | None] = [None] * len(work)
-        with times.timing("nets"):
-            for i, w in enumerate(work):
-                if w.fusion.net_weight > 0:
-                    crop = w.crop(border)
-                    h, wd = w.inputs[0].shape[1:]
-                    nets_out[i] = run_net(w.net, [a[:, crop : h - crop, crop : wd - crop] for a in w.inputs])
-        with times.timing("fusion and projection"):
-            return [per_band(lambda b, w=w, net=net, detail=detail: _refine(w, net, detail, border, b), len(w.coarse))
-                    for w, net, detail in zip(work, nets_out, details, strict=True)]
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    details: list[np.ndarray | None] = [None] * len(work)
+    with times.timing("regression"):
+        for i, w in enumerate(work):
+            if w.fusion.net_weight < 1:
+                crop = w.crop(border)
+                details[i] = per_band(lambda b, w=w, crop=crop: regression_detail(predictors, w.coarse[b], w.scale, w.usable, crop),
+                                      len(w.coarse))
+    nets_out: list[np.ndarray | None] = [None] * len(work)
+    with times.timing("nets"):
+        for i, w in enumerate(work):
+            if w.fusion.net_weight > 0:
+                crop = w.crop(border)
+                h, wd = w.inputs[0].shape[1:]
+                nets_out[i] = run_net(w.net, [a[:, crop : h - crop, crop : wd - crop] for a in w.inputs])
+    with times.timing("fusion and projection"):
+        return [per_band(lambda b, w=w, net=net, detail=detail: _refine(w, net, detail, border, b), len(w.coarse))
+                for w, net, detail in zip(work, nets_out, details, strict=True)]
 
 
 def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | None, border: int, bands: slice) -> np.ndarray:
@@ -279,19 +285,24 @@ def superresolve_groups(
     (prepare, regression, nets, fusion and projection).
     """
     times = times if times is not None else StageTimes()
-    with times.timing("prepare"):
-        x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
-        up20 = upsample(c20, 2)
-        valid = g10.valid & nearest_upsample(g20.valid, 2)
-        work = [_ScaleWork(2, nets.x2, nets.fusion(2), [x10, up20], c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
-        sat60 = None
-        if g60 is not None and nets.x6 is not None:
-            c60 = g60.filled(FILL_REACH // 6)
-            valid &= nearest_upsample(g60.valid, 6)
-            usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
-            work.append(_ScaleWork(6, nets.x6, nets.fusion(6), [x10, up20, upsample(c60, 6)], c60, usable60))
-            sat60 = nearest_upsample(g60.saturated, 6)
-    estimates = _estimate_all(work, x10, border, nets.threads, times)
+    per_band = _PerBand(nets.threads)
+    try:
+        with times.timing("prepare"):
+            x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
+            up20 = per_band(lambda b: upsample(c20[b], 2), len(c20))
+            valid = g10.valid & nearest_upsample(g20.valid, 2)
+            work = [_ScaleWork(2, nets.x2, nets.fusion(2), [x10, up20], c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
+            sat60 = None
+            if g60 is not None and nets.x6 is not None:
+                c60 = g60.filled(FILL_REACH // 6)
+                valid &= nearest_upsample(g60.valid, 6)
+                usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
+                up60 = per_band(lambda b: upsample(c60[b], 6), len(c60))
+                work.append(_ScaleWork(6, nets.x6, nets.fusion(6), [x10, up20, up60], c60, usable60))
+                sat60 = nearest_upsample(g60.saturated, 6)
+        estimates = _estimate_all(work, x10, border, per_band, times)
+    finally:
+        per_band.close()
     h, w = valid.shape
     rows, cols = Window(border, border, h - 2 * border, w - 2 * border).slices()
     return WindowResult(

@@ -274,8 +274,33 @@ def compute_device(device: str = "auto") -> str:
     return f"Keras {keras.__version__} on {keras.backend.backend()}, {where}"
 
 
+#: Rows per net call. A taller input runs in row strips, each with the net's receptive radius of context, so
+#: the activations (64 features x width x rows, several alive at once) are bounded by the strip: at the
+#: production tile two strips instead of one call take 0.68 GiB less memory and about 2 % longer (measured).
+NET_STRIP_ROWS = 640
+
+
 def run_net(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
-    """Apply a net to band-first float arrays in reflectance x 10000; returns (bands, H, W)."""
+    """Apply a net to band-first float arrays in reflectance x 10000; returns (bands, H, W).
+
+    Inputs taller than ``NET_STRIP_ROWS`` go through in row strips that overlap by the receptive radius,
+    whose overlap is cut away: every output pixel still sees its whole receptive field.
+    """
+    h = inputs[0].shape[1]
+    strips = -(-h // NET_STRIP_ROWS)
+    if strips <= 1:
+        return _run_once(net, inputs)
+    radius = net.manifest.architecture.receptive_radius
+    edges = [round(i * h / strips) for i in range(strips + 1)]
+    parts = []
+    for top, bottom in zip(edges[:-1], edges[1:], strict=True):
+        lo, hi = max(0, top - radius), min(h, bottom + radius)
+        out = _run_once(net, [a[:, lo:hi] for a in inputs])
+        parts.append(out[:, top - lo : top - lo + bottom - top])
+    return np.concatenate(parts, axis=1)
+
+
+def _run_once(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
     scale = net.manifest.divide_by
     batch = [np.ascontiguousarray(a.transpose(1, 2, 0)[None] / scale, dtype=np.float32) for a in inputs]
     import keras
