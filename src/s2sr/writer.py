@@ -1,11 +1,10 @@
 """Writing the output: a uint16 Cloud-Optimized GeoTIFF, block by block, never the whole raster in memory.
 
 Windows go into an uncompressed tiled staging GeoTIFF in a temporary folder outside the output folder (the
-system's, or ``staging_dir``; a whole product needs 3.6 GB there), and their 2 x 2
-averages into its first overview (``staging.tif.ovr``), so the full-resolution pixels are never read back
-to make overviews. On commit the coarser overviews are built from that one, and GDAL's COG driver copies
-the staging file with them into a hidden ``.partial`` file beside the target, which is renamed onto the
-target. A failure removes both temporaries, so the target is either complete or absent. A run killed
+system's, or ``staging_dir``; a whole product needs 3.6 GB there), and their 2 x 2 averages into its first
+overview (``staging.tif.ovr``), so the full-resolution pixels are never read back to make overviews. On
+commit the coarser overviews are built from that one, and GDAL's COG driver copies the staging file with
+them into a hidden ``.partial`` file beside the target, which is renamed onto the target. A failure removes both temporaries, so the target is either complete or absent. A run killed
 outright (SIGKILL) can leave only a ``.partial`` of its own target in the output folder, and the next
 writer of that target removes it.
 """
@@ -117,7 +116,6 @@ class CogWriter:
         self._dataset = None
         self._factors = overview_factors(height, width)
         self._overview = None  # the first overview, written with the windows; None: GDAL's COG driver makes them
-        self._own_overviews = bool(self._factors) and height % 2 == 0 and width % 2 == 0  # always, at 60 m-aligned extents
         self._times = times if times is not None else StageTimes()
 
     def __enter__(self) -> CogWriter:
@@ -129,10 +127,10 @@ class CogWriter:
         self._staging_dir = Path(tempfile.mkdtemp(prefix="s2sr-staging-", dir=self._staging_root))
         self._staging = self._staging_dir / "staging.tif"
         self._dataset = rasterio.open(self._staging, "w", **self._profile)
-        if self._own_overviews:
+        p = self._profile
+        if self._factors and p["height"] % 2 == 0 and p["width"] % 2 == 0:  # always, at 60 m-aligned extents
             from affine import Affine
 
-            p = self._profile
             half = {**p, "height": p["height"] // 2, "width": p["width"] // 2,
                     "transform": p["transform"] * Affine.scale(2)}
             self._overview = rasterio.open(self._overview_path, "w", **half)
