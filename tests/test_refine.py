@@ -86,6 +86,25 @@ def test_regression_detail_of_a_crop_is_the_crop_of_the_detail(factor, crop):
     np.testing.assert_array_equal(part, whole[:, crop : 180 - crop, crop : 180 - crop])
 
 
+def test_a_fit_shared_by_band_chunks_changes_no_bit():
+    """The fit is made once per scale, its planes split into chunks, and the bands fitted in chunks: the same
+    bits as one call over everything (the split the array threads make)."""
+    from s2sr.refine import fit_predictors
+
+    rng = np.random.default_rng(7)
+    predictors = upsample(rng.uniform(500, 3000, (4, 30, 30)).astype(np.float32), 2) + rng.normal(0, 50, (4, 60, 60)).astype(np.float32)
+    coarse = degrade(0.3 * predictors[:3] - 0.1 * predictors[3:] + 50, 2) + rng.normal(0, 5, (3, 30, 30)).astype(np.float32)
+    usable = rng.random((30, 30)) > 0.1
+
+    def three_chunks(fn, n):
+        edges = [0, n // 3, 2 * n // 3, n]
+        return np.concatenate([fn(slice(a, b)) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+
+    fit = fit_predictors(predictors, 2, usable, 12, planes=three_chunks)
+    split = np.concatenate([fit.detail(coarse[b : b + 1]) for b in range(3)])
+    np.testing.assert_array_equal(split, regression_detail(predictors, coarse, 2, usable, 12))
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 1000), radius=st.integers(0, 6), h=st.integers(1, 12), w=st.integers(1, 12), inner=st.integers(0, 3))
 def test_box_sum_is_the_clipped_window_sum(seed, radius, h, w, inner):

@@ -20,7 +20,7 @@ import numpy as np
 from .bands import SATURATED_DN
 from .errors import InputParametersError
 from .model import LoadedNet, load_net, resolve_device, run_net, weights_name
-from .refine import Fusion, fuse, project, projection_reach, regression_detail, regression_reach, usable_coarse
+from .refine import Fusion, fit_predictors, fuse, project, projection_reach, regression_reach, usable_coarse
 from .resample import nearest_upsample, upsample
 from .runner import StageTimes
 from .tiling import Window
@@ -243,9 +243,8 @@ def _estimate_all(
     with times.timing("regression"):
         for i, w in enumerate(work):
             if w.fusion.net_weight < 1:
-                crop = w.crop(border)
-                details[i] = per_band(lambda b, w=w, crop=crop: regression_detail(predictors, w.coarse[b], w.scale, w.usable, crop),
-                                      len(w.coarse))
+                fit = fit_predictors(predictors, w.scale, w.usable, w.crop(border), planes=per_band)
+                details[i] = per_band(lambda b, w=w, fit=fit: fit.detail(w.coarse[b]), len(w.coarse))
     nets_out: list[np.ndarray | None] = [None] * len(work)
     with times.timing("nets"):
         for i, w in enumerate(work):

@@ -13,6 +13,7 @@ Both are pure functions of arrays over one window (a tile with its context borde
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -114,6 +115,95 @@ def regression_reach(factor: int) -> int:
     return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + blur_radius
 
 
+#: Maps a function of a plane slice over a stack of ``n`` planes, concatenating the results along axis 0
+#: (``inference._PerBand`` splits it over threads). The default runs it once on all planes.
+PlaneMap = Callable[[Callable[[slice], np.ndarray], int], np.ndarray]
+
+
+def _all_planes(fn: Callable[[slice], np.ndarray], n: int) -> np.ndarray:
+    return fn(slice(None))
+
+
+@dataclass(frozen=True)
+class PredictorFit:
+    """What every coarse band of one scale shares in :func:`regression_detail`: the predictors' window
+    statistics, their Cholesky factor and fine-scale detail. Fitted once per window and scale, so bands
+    split over threads do not each repeat it."""
+
+    factor: int
+    c0: int  # coarse pixels each side that need no fit
+    keep: int  # fine pixels each side of the fitted region that the caller does not keep
+    out_shape: tuple[int, int]
+    weight: np.ndarray  # (h, w) float64: 1 where the pixel is usable
+    weighted_x: np.ndarray  # (p, h, w) float64: weight x degraded predictors
+    n: np.ndarray  # (h', w') usable pixels in each fit window, at least 1
+    mean_x: np.ndarray  # (p, h', w')
+    chol: list[list[np.ndarray]]  # lower Cholesky factor of the predictors' ridge covariance, (h', w') planes
+    enough: np.ndarray  # (h', w') bool: enough usable pixels to trust a fit
+    fine_detail: np.ndarray  # (p, H, W) float32: the predictors' high-pass over the fitted region
+
+    def window_sum(self, a: np.ndarray) -> np.ndarray:
+        return _box_sum(a, REGRESSION_RADIUS[self.factor], self.c0)
+
+    def detail(self, coarse: np.ndarray) -> np.ndarray:
+        """Fine-scale detail of ``coarse`` (bands, h, w): its local fit on the predictors, high-passed."""
+        n_pred = len(self.mean_x)
+        y = coarse.astype(np.float64)
+        mean_y = self.window_sum(self.weight * y) / self.n  # (bands, h', w')
+        cross = np.stack([self.window_sum(self.weighted_x * y[b]) / self.n - self.mean_x * mean_y[b]
+                          for b in range(len(y))])
+        coef = _solve_cholesky(self.chol, cross)  # (bands, p, h', w')
+        var_y = self.window_sum(self.weight * y * y) / self.n - mean_y**2
+        r2 = np.einsum("bkhw,bkhw->bhw", coef, cross) / np.maximum(var_y, 1e-6)
+        gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * self.enough  # fades in between R2 0.2 and 0.4
+        out_h, out_w = self.out_shape
+        rows, cols = slice(self.keep, self.keep + out_h), slice(self.keep, self.keep + out_w)
+        detail = np.zeros((len(y), out_h, out_w), np.float32)
+        for b in range(len(y)):
+            maps = upsample((coef[b] * gain[b]).astype(np.float32), self.factor)[:, rows, cols]  # (p, out_h, out_w)
+            for k in range(n_pred):
+                detail[b] += maps[k] * self.fine_detail[k, rows, cols]
+        return detail
+
+
+def fit_predictors(
+    predictors: np.ndarray, factor: int, usable: np.ndarray, crop: int = 0, planes: PlaneMap = _all_planes,
+) -> PredictorFit:
+    """The band-independent part of :func:`regression_detail`; ``planes`` may split its stacks of planes
+    over threads (each plane is computed alone, so the split changes no bit)."""
+    radius = REGRESSION_RADIUS[factor]
+    n_pred = predictors.shape[0]
+    h, w = usable.shape
+    c0 = max(0, crop // factor - 4)  # fits needed: the kept pixels and four coarse pixels (bicubic's reach)
+    f0, keep = c0 * factor, crop - c0 * factor
+    degraded = planes(lambda s: degrade(predictors[s], factor), n_pred)
+    x = degraded.astype(np.float64)  # (p, h, w)
+    weight = usable.astype(np.float64)
+    weighted_x = weight * x
+    pairs = [(k, j) for k in range(n_pred) for j in range(k + 1)]
+    # every window sum the bands share: count, sums of x, sums of the products x_k x_j; each plane is made
+    # where it is summed, so a thread's working set stays one plane (faster than one big stack)
+    shared = [lambda: weight] + [lambda k=k: weighted_x[k] for k in range(n_pred)]
+    shared += [lambda k=k, j=j: weighted_x[k] * x[j] for k, j in pairs]
+    index = np.arange(len(shared))
+    sums = planes(lambda s: np.stack([_box_sum(shared[i](), radius, c0) for i in index[s]]), len(shared))
+    count = sums[0]
+    n = np.maximum(count, 1.0)
+    mean_x = sums[1 : 1 + n_pred] / n  # (p, h', w'): the fit region only
+    cov = [[None] * n_pred for _ in range(n_pred)]  # planes (h', w'), lower triangle
+    for (k, j), total in zip(pairs, sums[1 + n_pred :], strict=True):
+        cov[k][j] = total / n - mean_x[k] * mean_x[j]
+    for k in range(n_pred):
+        cov[k][k] = cov[k][k] * (1 + RIDGE) + 1e-6
+    region = (slice(c0, h - c0), slice(c0, w - c0))
+    fine = predictors[:, f0 : h * factor - f0, f0 : w * factor - f0]
+    fine_detail = planes(lambda s: fine[s] - upsample(degraded[s][(slice(None), *region)], factor), n_pred)
+    return PredictorFit(
+        factor, c0, keep, (h * factor - 2 * crop, w * factor - 2 * crop), weight, weighted_x, n, mean_x,
+        _cholesky(cov), count >= MIN_PIXELS_PER_PREDICTOR * (n_pred + 1), fine_detail,
+    )
+
+
 def regression_detail(
     predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray, crop: int = 0
 ) -> np.ndarray:
@@ -125,55 +215,17 @@ def regression_detail(
     on where a tile starts; where it is ill-conditioned (too few pixels, too little variance explained) the
     detail fades to zero and the estimate falls back to bicubic. Returns (bands, h*f, w*f), less ``crop``
     fine pixels each side (a multiple of ``factor``): the fits use the whole window, the fine-scale work
-    only what the caller keeps.
+    only what the caller keeps. The same as ``fit_predictors(...).detail(coarse)``.
     """
-    radius = REGRESSION_RADIUS[factor]
-    n_pred, n_bands = predictors.shape[0], coarse.shape[0]
-    h, w = usable.shape
-    c0 = max(0, crop // factor - 4)  # fits needed: the kept pixels and four coarse pixels (bicubic's reach)
-    f0, keep = c0 * factor, crop - c0 * factor
-    degraded = degrade(predictors, factor)
-    x = degraded.astype(np.float64)  # (p, h, w)
-    y = coarse.astype(np.float64)  # (bands, h, w)
-    weight = usable.astype(np.float64)
-
-    def window_sum(a: np.ndarray) -> np.ndarray:
-        return _box_sum(a, radius, c0)
-
-    count = window_sum(weight)
-    n = np.maximum(count, 1.0)
-    mean_x = window_sum(weight * x) / n  # (p, h', w'): the fit region only
-    mean_y = window_sum(weight * y) / n  # (bands, h', w')
-    cov = [[None] * n_pred for _ in range(n_pred)]  # planes (h', w'), lower triangle
-    for k in range(n_pred):
-        for j in range(k + 1):
-            cov[k][j] = window_sum(weight * x[k] * x[j]) / n - mean_x[k] * mean_x[j]
-        cov[k][k] = cov[k][k] * (1 + RIDGE) + 1e-6
-    cross = np.stack([window_sum(weight * x * y[b]) / n - mean_x * mean_y[b] for b in range(n_bands)])
-    coef = _solve_spd(cov, cross)  # (bands, p, h', w')
-    var_y = window_sum(weight * y * y) / n - mean_y**2
-    r2 = np.einsum("bkhw,bkhw->bhw", coef, cross) / np.maximum(var_y, 1e-6)
-    enough = count >= MIN_PIXELS_PER_PREDICTOR * (n_pred + 1)
-    gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * enough  # fades in between R2 0.2 and 0.4
-    region = (slice(None), slice(c0, h - c0), slice(c0, w - c0))
-    fine = predictors[:, f0 : h * factor - f0, f0 : w * factor - f0]
-    fine_detail = fine - upsample(degraded[region], factor)  # highpass, its degrade reused
-    out_h, out_w = h * factor - 2 * crop, w * factor - 2 * crop
-    rows, cols = slice(keep, keep + out_h), slice(keep, keep + out_w)
-    detail = np.zeros((n_bands, out_h, out_w), np.float32)
-    for b in range(n_bands):
-        maps = upsample((coef[b] * gain[b]).astype(np.float32), factor)[:, rows, cols]  # (p, out_h, out_w)
-        for k in range(n_pred):
-            detail[b] += maps[k] * fine_detail[k, rows, cols]
-    return detail
+    return fit_predictors(predictors, factor, usable, crop).detail(coarse)
 
 
-def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
-    """Solve ``A c = r`` at every pixel for a small symmetric positive definite ``A``, all pixels at once.
+def _cholesky(lower: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Cholesky factor of a small symmetric positive definite matrix at every pixel, all pixels at once.
 
-    ``lower[k][j]`` (j <= k) holds A's lower triangle as (h, w) planes, ``rhs`` is (bands, p, h, w).
-    Cholesky plane by plane: for p = 4 that is a few dozen whole-array operations, where a batched LAPACK
-    call pays its per-matrix overhead hundreds of thousands of times.
+    ``lower[k][j]`` (j <= k) holds A's lower triangle as (h, w) planes. Plane by plane: for p = 4 that is a
+    few dozen whole-array operations, where a batched LAPACK call pays its per-matrix overhead hundreds of
+    thousands of times.
     """
     p = len(lower)
     chol = [[None] * p for _ in range(p)]
@@ -181,6 +233,12 @@ def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
         for j in range(k + 1):
             s = lower[k][j] - sum((chol[k][i] * chol[j][i] for i in range(j)), np.zeros_like(lower[k][j]))
             chol[k][j] = np.sqrt(np.maximum(s, 1e-12)) if j == k else s / chol[j][j]
+    return chol
+
+
+def _solve_cholesky(chol: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
+    """Solve ``L L^T c = r`` at every pixel; ``rhs`` is (bands, p, h, w), the result too."""
+    p = len(chol)
     z = [None] * p
     for k in range(p):  # forward: L z = r
         z[k] = (rhs[:, k] - sum((chol[k][i] * z[i] for i in range(k)), np.zeros_like(rhs[:, k]))) / chol[k][k]
@@ -190,23 +248,33 @@ def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
     return np.stack(c, axis=1)
 
 
+def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
+    """Solve ``A c = r`` at every pixel, ``A`` given by its lower triangle (see :func:`_cholesky`)."""
+    return _solve_cholesky(_cholesky(lower), rhs)
+
+
 def _box_sum(a: np.ndarray, radius: int, inner: int = 0) -> np.ndarray:
     """Sum of the last two axes over a (2 radius + 1)^2 window around each pixel, cut at the array's edge;
     returned for the pixels at least ``inner`` from the edge (the sums still see the whole array).
 
-    A summed-area table, padded with its own edge rows and columns so that the window's clipped corners
-    are plain shifted slices of it.
+    A summed-area table, built in place inside its own edge padding (zeros before, its last row and column
+    repeated after), so that the window's clipped corners are plain shifted slices of it.
     """
     h, w = a.shape[-2:]
-    table = np.zeros((*a.shape[:-2], h + 1, w + 1))
-    table[..., 1:, 1:] = a
-    table = table.cumsum(axis=-2).cumsum(axis=-1)
-    pad = [(0, 0)] * (a.ndim - 2) + [(radius, radius + 1)] * 2
-    t = np.pad(table, pad, mode="edge")
-    d = 2 * radius + 1
+    r, d = radius, 2 * radius + 1
+    t = np.zeros((*a.shape[:-2], h + d + 1, w + d + 1))
+    core = t[..., r + 1 : r + 1 + h, r + 1 : r + 1 + w]
+    core[...] = a
+    np.cumsum(core, axis=-2, out=core)
+    np.cumsum(core, axis=-1, out=core)
+    t[..., r + 1 + h :, r + 1 : r + 1 + w] = t[..., r + h : r + 1 + h, r + 1 : r + 1 + w]
+    t[..., r + 1 + w :] = t[..., r + w : r + 1 + w]
     lo, hi = slice(inner, h - inner), slice(d + inner, d + h - inner)
     lo_c, hi_c = slice(inner, w - inner), slice(d + inner, d + w - inner)
-    return t[..., hi, hi_c] - t[..., lo, hi_c] - t[..., hi, lo_c] + t[..., lo, lo_c]
+    out = t[..., hi, hi_c] - t[..., lo, hi_c]
+    out -= t[..., hi, lo_c]
+    out += t[..., lo, lo_c]
+    return out
 
 
 def usable_coarse(valid_fine: np.ndarray, saturated_coarse: np.ndarray, valid_coarse: np.ndarray, factor: int) -> np.ndarray:
