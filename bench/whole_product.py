@@ -5,7 +5,7 @@ Builds (once, into ``out/bench-product``) an L2A SAFE of full Sentinel-2 size wi
 Then runs ``s2sr.superresolve_product`` on it in a fresh process and prints the wall time, the seconds of
 each stage (read, compute, write, finish COG, STAC Item), and the run's peak resident memory.
 
-    python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N]
+    python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N] [--device auto|cpu|gpu]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def build(directory: Path) -> Path:
     return build_sample_product(directory, SampleSpec(size=SIZE, nodata_edge=True), bands=bands)
 
 
-def run(product: Path, output: Path, threads: int, tile_size: int) -> dict:
+def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto") -> dict:
     """One product run in this process; returns its figures."""
     import s2sr
     from s2sr.runner import StageTimes
@@ -66,9 +66,13 @@ def run(product: Path, output: Path, threads: int, tile_size: int) -> dict:
             print(f"  {done}/{total} tiles after {(now - start) / 60:.1f} min", file=sys.stderr, flush=True)
             last[0] = now
 
-    s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, progress=progress, stage_times=times)
+    s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, device=device, progress=progress,
+                              stage_times=times)
     seconds = time.perf_counter() - start
+    from s2sr.model import compute_device
+
     return {
+        "nets_on": compute_device(device),
         "seconds": seconds,
         "stages": times.seconds,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -82,13 +86,14 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path("out/bench-product"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tile-size", type=int, default=None)
+    parser.add_argument("--device", default="auto", help="where the nets run: auto, cpu or gpu")
     parser.add_argument("--child", nargs=2, metavar=("PRODUCT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from s2sr.pipeline import DEFAULT_TILE_SIZE
 
     tile_size = args.tile_size or DEFAULT_TILE_SIZE
     if args.child:
-        print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size)))
+        print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size, args.device)))
         return 0
     start = time.perf_counter()
     product = build(args.dir)
@@ -97,7 +102,7 @@ def main() -> int:
     output = args.dir / "whole_product.tif"
     child = subprocess.run(
         [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
-         "--tile-size", str(tile_size)],
+         "--tile-size", str(tile_size), "--device", args.device],
         check=True, stdout=subprocess.PIPE, text=True,
     )
     figures = json.loads(child.stdout.strip().splitlines()[-1])

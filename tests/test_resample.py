@@ -34,12 +34,12 @@ def test_gaussian_blur_preserves_mean_of_constant():
     np.testing.assert_allclose(gaussian_blur(np.full((1, 9, 9), 5.0, np.float32), 0.5), 5.0, rtol=1e-6)
 
 
-def _upsample_by_index(a: np.ndarray, factor: int) -> np.ndarray:
+def _upsample_by_index(a: np.ndarray, factor: int, axes: tuple[int, ...] = (-2, -1)) -> np.ndarray:
     """The textbook form of bicubic upsampling: every output pixel gathers its four taps per axis."""
     from s2sr.resample import _cubic
 
     out = a.astype(np.float32)
-    for axis in (a.ndim - 2, a.ndim - 1):
+    for axis in (a.ndim + i for i in axes):
         n = out.shape[axis]
         x = (np.arange(n * factor) + 0.5) / factor - 0.5
         base = np.floor(x).astype(int)
@@ -57,8 +57,27 @@ def _upsample_by_index(a: np.ndarray, factor: int) -> np.ndarray:
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 1000), f=st.sampled_from([2, 6]), h=st.integers(1, 13), w=st.integers(1, 13))
 def test_phase_wise_upsampling_equals_the_gather_form(seed, f, h, w):
+    """Rows phase by phase: bit for bit. Columns as a small matrix product: within float32 rounding."""
+    from s2sr.resample import _upsample_rows
+
     a = np.random.default_rng(seed).random((2, h, w)).astype(np.float32) * 4000
-    np.testing.assert_array_equal(upsample(a, f), _upsample_by_index(a, f))
+    np.testing.assert_array_equal(_upsample_rows(a, f), _upsample_by_index(a, f, axes=(-2,)))
+    np.testing.assert_allclose(upsample(a, f), _upsample_by_index(a, f), rtol=1e-6, atol=1e-3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), f=st.sampled_from([2, 6]), cut=st.integers(1, 11))
+def test_upsampling_split_over_bands_or_rows_changes_no_bit(seed, f, cut):
+    """The array threads split bands, and tiles split rows: every output pixel must come out the same."""
+    a = np.random.default_rng(seed).random((3, 12, 17)).astype(np.float32) * 4000
+    whole = upsample(a, f)
+    np.testing.assert_array_equal(np.concatenate([upsample(a[:1], f), upsample(a[1:], f)]), whole)
+    from s2sr.resample import _upsample_columns
+
+    fine_rows = np.random.default_rng(seed).random((2, 40, 17)).astype(np.float32) * 4000
+    np.testing.assert_array_equal(np.concatenate([_upsample_columns(fine_rows[:, :cut], f),
+                                                  _upsample_columns(fine_rows[:, cut:], f)], axis=1),
+                                  _upsample_columns(fine_rows, f))
 
 
 @settings(max_examples=25, deadline=None)

@@ -150,19 +150,22 @@ class PredictorFit:
         n_pred = len(self.mean_x)
         y = coarse.astype(np.float64)
         mean_y = self.window_sum(self.weight * y) / self.n  # (bands, h', w')
-        cross = np.stack([self.window_sum(self.weighted_x * y[b]) / self.n - self.mean_x * mean_y[b]
-                          for b in range(len(y))])
+        cross = np.empty((len(y), *self.mean_x.shape))  # (bands, p, h', w')
+        for b in range(len(y)):
+            np.subtract(self.window_sum(self.weighted_x * y[b]) / self.n, self.mean_x * mean_y[b], out=cross[b])
         coef = _solve_cholesky(self.chol, cross)  # (bands, p, h', w')
         var_y = self.window_sum(self.weight * y * y) / self.n - mean_y**2
         r2 = np.einsum("bkhw,bkhw->bhw", coef, cross) / np.maximum(var_y, 1e-6)
         gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * self.enough  # fades in between R2 0.2 and 0.4
         out_h, out_w = self.out_shape
         rows, cols = slice(self.keep, self.keep + out_h), slice(self.keep, self.keep + out_w)
-        detail = np.zeros((len(y), out_h, out_w), np.float32)
+        detail = np.empty((len(y), out_h, out_w), np.float32)
         for b in range(len(y)):
             maps = upsample((coef[b] * gain[b]).astype(np.float32), self.factor)[:, rows, cols]  # (p, out_h, out_w)
-            for k in range(n_pred):
-                detail[b] += maps[k] * self.fine_detail[k, rows, cols]
+            np.multiply(maps, self.fine_detail[:, rows, cols], out=maps)
+            np.copyto(detail[b], maps[0])
+            for k in range(1, n_pred):
+                detail[b] += maps[k]
         return detail
 
 
@@ -231,7 +234,7 @@ def _cholesky(lower: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
     chol = [[None] * p for _ in range(p)]
     for k in range(p):
         for j in range(k + 1):
-            s = lower[k][j] - sum((chol[k][i] * chol[j][i] for i in range(j)), np.zeros_like(lower[k][j]))
+            s = lower[k][j] - _sum([chol[k][i] * chol[j][i] for i in range(j)], lower[k][j])
             chol[k][j] = np.sqrt(np.maximum(s, 1e-12)) if j == k else s / chol[j][j]
     return chol
 
@@ -241,11 +244,21 @@ def _solve_cholesky(chol: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray
     p = len(chol)
     z = [None] * p
     for k in range(p):  # forward: L z = r
-        z[k] = (rhs[:, k] - sum((chol[k][i] * z[i] for i in range(k)), np.zeros_like(rhs[:, k]))) / chol[k][k]
-    c = [None] * p
+        z[k] = (rhs[:, k] - _sum([chol[k][i] * z[i] for i in range(k)], rhs[:, k])) / chol[k][k]
+    c = np.empty_like(rhs)
     for k in reversed(range(p)):  # back: L^T c = z
-        c[k] = (z[k] - sum((chol[i][k] * c[i] for i in range(k + 1, p)), np.zeros_like(z[k]))) / chol[k][k]
-    return np.stack(c, axis=1)
+        np.divide(z[k] - _sum([chol[i][k] * c[:, i] for i in range(k + 1, p)], z[k]), chol[k][k], out=c[:, k])
+    return c
+
+
+def _sum(terms: list[np.ndarray], like: np.ndarray) -> np.ndarray:
+    """``sum(terms)`` from the first term on (no pass over a zero array); zeros shaped like ``like`` if none."""
+    if not terms:
+        return np.zeros_like(like)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term if total is terms[0] else np.add(total, term, out=total)
+    return total
 
 
 def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:

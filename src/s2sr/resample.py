@@ -25,40 +25,70 @@ def _along(axis: int, ndim: int, index: slice) -> tuple[slice, ...]:
     return tuple(index if i == axis else slice(None) for i in range(ndim))
 
 
-def _upsample_axis(a: np.ndarray, factor: int, axis: int) -> np.ndarray:
-    """Bicubic upsampling along one axis, one output phase at a time.
+@lru_cache(maxsize=8)
+def _phases(factor: int) -> tuple[tuple[int, tuple[float, ...]], ...]:
+    """Per output phase ``j``: output pixel ``m * factor + j`` reads coarse pixels ``m + base - 1 .. m + base + 2``
+    with these four weights (pixel centres aligned: ``x = (j + 0.5) / factor - 0.5``, ``base = floor(x)``)."""
+    phases = []
+    for j in range(factor):
+        x = (j + 0.5) / factor - 0.5
+        base = int(np.floor(x))
+        phases.append((base, tuple(float(_cubic(np.array(x - base - k))) for k in (-1, 0, 1, 2))))
+    return tuple(phases)
 
-    Output pixel ``m * factor + j`` reads coarse pixels ``m + d_j - 1 .. m + d_j + 2`` with weights that
-    depend on the phase ``j`` only, so each phase is four multiply-adds of shifted slices of the edge-padded
-    input: no index arrays, no gathers.
-    """
+
+def _upsample_rows(a: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic upsampling along the second-last axis, one output phase at a time: four multiply-adds of
+    shifted whole rows of the edge-padded input (contiguous, so numpy streams them), no gathers."""
+    axis = a.ndim - 2
     n = a.shape[axis]
     padded = np.pad(a, [(2, 2) if i == axis else (0, 0) for i in range(a.ndim)], mode="edge")
     shape = list(a.shape)
     shape[axis] = n * factor
     out = np.empty(shape, a.dtype)
     acc, term = np.empty(a.shape, a.dtype), np.empty(a.shape, a.dtype)  # reused: no allocation per tap
-    for j in range(factor):
-        x = (j + 0.5) / factor - 0.5
-        base = int(np.floor(x))
-        for k in (-1, 0, 1, 2):
-            w = _cubic(np.array(x - base - k)).astype(a.dtype)
+    for j, (base, weights) in enumerate(_phases(factor)):
+        for k, w in zip((-1, 0, 1, 2), weights, strict=True):
             start = 2 + base + k
-            tap = padded[_along(axis, a.ndim, slice(start, start + n))]
+            tap = padded[..., start : start + n, :]
             if k == -1:
-                np.multiply(tap, w, out=acc)
+                np.multiply(tap, a.dtype.type(w), out=acc)
             else:
-                acc += np.multiply(tap, w, out=term)
-        out[_along(axis, a.ndim, slice(j, None, factor))] = acc
+                acc += np.multiply(tap, a.dtype.type(w), out=term)
+        out[..., j::factor, :] = acc
     return out
+
+
+@lru_cache(maxsize=8)
+def _columns_matrix(factor: int) -> tuple[int, np.ndarray]:
+    """(first tap offset, weights (taps, factor)): every phase of a row's output pixel ``m`` as one small
+    matrix product over the coarse pixels around ``m``."""
+    phases = _phases(factor)
+    lo, hi = min(b for b, _ in phases), max(b for b, _ in phases)
+    matrix = np.zeros((hi - lo + 4, factor), np.float32)
+    for j, (base, weights) in enumerate(phases):
+        for k, w in zip((-1, 0, 1, 2), weights, strict=True):
+            matrix[base - lo + k + 1, j] = w
+    return lo, matrix
+
+
+def _upsample_columns(a: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic upsampling along the last axis: each pixel's taps (a sliding window over the edge-padded row)
+    times a (taps, factor) matrix gives its ``factor`` output pixels side by side, already in place. Phase by
+    phase this axis would write with a stride of ``factor`` pixels (2.4x slower at x6). Each output pixel is
+    the same product whatever the array's other axes hold, so splitting them changes no bit (tested)."""
+    lo, matrix = _columns_matrix(factor)
+    n = a.shape[-1]
+    padded = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(2, 2)], mode="edge")
+    taps = np.lib.stride_tricks.sliding_window_view(padded, len(matrix), axis=-1)[..., 1 + lo : 1 + lo + n, :]
+    return (taps @ matrix.astype(a.dtype)).reshape(*a.shape[:-1], n * factor)
 
 
 def upsample(a: np.ndarray, factor: int) -> np.ndarray:
     """Bicubic upsampling of the last two axes by an integer factor (edges replicated)."""
     if factor == 1:
         return a.astype(np.float32, copy=True)
-    a = a.astype(np.float32, copy=False)
-    return _upsample_axis(_upsample_axis(a, factor, a.ndim - 2), factor, a.ndim - 1)
+    return _upsample_columns(_upsample_rows(a.astype(np.float32, copy=False), factor), factor)
 
 
 def nearest_upsample(a: np.ndarray, factor: int) -> np.ndarray:
