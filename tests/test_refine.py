@@ -120,13 +120,13 @@ def test_box_sum_is_the_clipped_window_sum(seed, radius, h, w, inner):
 
 
 def test_spd_solve_matches_numpy():
-    from s2sr.refine import _solve_spd
+    from s2sr.refine import _cholesky, _solve_cholesky
 
     rng = np.random.default_rng(0)
     m = rng.random((50, 4, 4))
     a = m @ m.transpose(0, 2, 1) + 0.1 * np.eye(4)  # (pixels, 4, 4), symmetric positive definite
     rhs = rng.random((3, 4, 50))  # (bands, p, pixels)
     lower = [[a[:, k, j] for j in range(k + 1)] for k in range(4)]
-    got = _solve_spd(lower, rhs)
+    got = _solve_cholesky(_cholesky(lower), rhs)
     want = np.linalg.solve(a[None], rhs.transpose(0, 2, 1)[..., None])[..., 0].transpose(0, 2, 1)
     np.testing.assert_allclose(got, want, rtol=1e-9)

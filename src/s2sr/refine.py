@@ -149,12 +149,13 @@ class PredictorFit:
         """Fine-scale detail of ``coarse`` (bands, h, w): its local fit on the predictors, high-passed."""
         n_pred = len(self.mean_x)
         y = coarse.astype(np.float64)
-        mean_y = self.window_sum(self.weight * y) / self.n  # (bands, h', w')
+        weighted_y = self.weight * y
+        mean_y = self.window_sum(weighted_y) / self.n  # (bands, h', w')
         cross = np.empty((len(y), *self.mean_x.shape))  # (bands, p, h', w')
         for b in range(len(y)):
             np.subtract(self.window_sum(self.weighted_x * y[b]) / self.n, self.mean_x * mean_y[b], out=cross[b])
         coef = _solve_cholesky(self.chol, cross)  # (bands, p, h', w')
-        var_y = self.window_sum(self.weight * y * y) / self.n - mean_y**2
+        var_y = self.window_sum(weighted_y * y) / self.n - mean_y**2
         r2 = np.einsum("bkhw,bkhw->bhw", coef, cross) / np.maximum(var_y, 1e-6)
         gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * self.enough  # fades in between R2 0.2 and 0.4
         out_h, out_w = self.out_shape
@@ -253,17 +254,12 @@ def _solve_cholesky(chol: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray
 
 def _sum(terms: list[np.ndarray], like: np.ndarray) -> np.ndarray:
     """``sum(terms)`` from the first term on (no pass over a zero array); zeros shaped like ``like`` if none."""
-    if not terms:
-        return np.zeros_like(like)
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term if total is terms[0] else np.add(total, term, out=total)
+    if len(terms) < 2:
+        return terms[0] if terms else np.zeros_like(like)
+    total = terms[0] + terms[1]
+    for term in terms[2:]:
+        total += term
     return total
-
-
-def _solve_spd(lower: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray:
-    """Solve ``A c = r`` at every pixel, ``A`` given by its lower triangle (see :func:`_cholesky`)."""
-    return _solve_cholesky(_cholesky(lower), rhs)
 
 
 def _box_sum(a: np.ndarray, radius: int, inner: int = 0) -> np.ndarray:
