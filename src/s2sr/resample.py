@@ -81,7 +81,7 @@ def _upsample_columns(a: np.ndarray, factor: int) -> np.ndarray:
     n = a.shape[-1]
     padded = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(2, 2)], mode="edge")
     taps = np.lib.stride_tricks.sliding_window_view(padded, len(matrix), axis=-1)[..., 1 + lo : 1 + lo + n, :]
-    return (taps @ matrix.astype(a.dtype)).reshape(*a.shape[:-1], n * factor)
+    return (taps @ matrix).reshape(*a.shape[:-1], n * factor)  # float32 in, float32 out (see upsample)
 
 
 def upsample(a: np.ndarray, factor: int) -> np.ndarray:
