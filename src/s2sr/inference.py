@@ -21,7 +21,7 @@ from .bands import SATURATED_DN
 from .errors import InputParametersError
 from .model import LoadedNet, load_net, resolve_device, run_net, weights_name
 from .refine import Fusion, fit_predictors, fuse, project, projection_reach, regression_reach, usable_coarse
-from .resample import nearest_upsample, upsample
+from .resample import nearest_upsample, upsample_inner
 from .runner import StageTimes
 from .tiling import Window
 
@@ -82,7 +82,8 @@ def fill_nearest(values: np.ndarray, valid: np.ndarray, reach: int) -> np.ndarra
     out, ok = _fill_rows(out.transpose(0, 2, 1), ok.T, reach)
     out, ok = out.transpose(0, 2, 1), ok.T
     if not ok.all():
-        means = values[:, valid].mean(axis=1) if valid.any() else np.zeros(len(values), np.float32)
+        count = np.count_nonzero(valid)  # summed in place: no copy of the valid pixels
+        means = values.sum(axis=(1, 2), where=valid, dtype=np.float64) / max(count, 1)
         out = np.where(ok, out, means[:, None, None].astype(np.float32))
     return np.ascontiguousarray(out)
 
@@ -195,14 +196,26 @@ class _ScaleWork:
     scale: int
     net: LoadedNet
     fusion: Fusion
-    inputs: list[np.ndarray]  # full window: x10, up20 (, up60); the last is the bicubic estimate
-    coarse: np.ndarray  # the measured band, filled
+    inputs: list[np.ndarray]  # the net's: x10, up20 (, up60), the window less crop(border); the last is the bicubic estimate
+    coarse: np.ndarray  # the measured band, filled, over the whole window
     usable: np.ndarray  # coarse pixels the regression may learn from
 
     def crop(self, border: int) -> int:
         """Fine pixels each side the net can skip: its output reaches the kept pixels only through the projection."""
+        return net_crop(self.scale, self.net, self.fusion, border)
+
+    def start(self, border: int) -> int:
+        """Fine pixels each side that the fused estimate need not cover (whole coarse pixels): the projection
+        of the kept pixels reads no further out. The net's output reaches in from ``crop``, so its edge is cut."""
         reach = projection_reach(self.scale, self.fusion.projection_steps)
-        return max(0, (border - reach - self.net.manifest.architecture.receptive_radius) // 6 * 6)
+        return max(self.crop(border), (border - reach) // self.scale * self.scale)
+
+
+def net_crop(scale: int, net: LoadedNet, fusion: Fusion, border: int) -> int:
+    """Fine pixels each side of a window that a scale's net and its bicubic estimate need not cover (a multiple
+    of 6): the net's output reaches the kept pixels only through the projection."""
+    reach = projection_reach(scale, fusion.projection_steps)
+    return max(0, (border - reach - net.manifest.architecture.receptive_radius) // 6 * 6)
 
 
 def _band_chunks(n_bands: int, threads: int) -> list[slice]:
@@ -243,15 +256,13 @@ def _estimate_all(
     with times.timing("regression"):
         for i, w in enumerate(work):
             if w.fusion.net_weight < 1:
-                fit = fit_predictors(predictors, w.scale, w.usable, w.crop(border), planes=per_band)
+                fit = fit_predictors(predictors, w.scale, w.usable, w.start(border), planes=per_band)
                 details[i] = per_band(lambda b, w=w, fit=fit: fit.detail(w.coarse[b]), len(w.coarse))
     nets_out: list[np.ndarray | None] = [None] * len(work)
     with times.timing("nets"):
         for i, w in enumerate(work):
             if w.fusion.net_weight > 0:
-                crop = w.crop(border)
-                h, wd = w.inputs[0].shape[1:]
-                nets_out[i] = run_net(w.net, [a[:, crop : h - crop, crop : wd - crop] for a in w.inputs])
+                nets_out[i] = run_net(w.net, w.inputs)
     with times.timing("fusion and projection"):
         return [per_band(lambda b, w=w, net=net, detail=detail: _refine(w, net, detail, border, b), len(w.coarse))
                 for w, net, detail in zip(work, nets_out, details, strict=True)]
@@ -259,17 +270,19 @@ def _estimate_all(
 
 def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | None, border: int, bands: slice) -> np.ndarray:
     """Fuse net and regression for some bands, project them onto the measured band, cut the border off."""
-    crop = work.crop(border)
-    h, w = work.inputs[0].shape[1:]
-    bicubic = work.inputs[-1][bands, crop : h - crop, crop : w - crop]
-    estimate = fuse(None if net_out is None else net_out[bands], bicubic,
+    start = work.start(border)
+    cut = start - work.crop(border)  # the net's input, and so its output and the bicubic estimate, start at crop
+    bicubic = _inner(work.inputs[-1][bands], cut)
+    estimate = fuse(None if net_out is None else _inner(net_out[bands], cut), bicubic,
                     np.zeros_like(bicubic) if detail is None else detail[bands], work.fusion)
     if work.fusion.projection_steps:
-        c = crop // work.scale
-        coarse = work.coarse[bands, c : work.coarse.shape[1] - c, c : work.coarse.shape[2] - c]
-        estimate = project(estimate, coarse, work.scale, work.fusion.projection_steps)
-    keep = border - crop
-    return estimate[:, keep : estimate.shape[1] - keep, keep : estimate.shape[2] - keep]
+        estimate = project(estimate, _inner(work.coarse[bands], start // work.scale), work.scale, work.fusion.projection_steps)
+    return _inner(estimate, border - start)
+
+
+def _inner(a: np.ndarray, cut: int) -> np.ndarray:
+    """``a`` less ``cut`` pixels each side of its last two axes (a view)."""
+    return a[..., cut : a.shape[-2] - cut, cut : a.shape[-1] - cut]
 
 
 def superresolve_groups(
@@ -283,30 +296,40 @@ def superresolve_groups(
     border for the projection costs reading, not convolutions. ``times`` collects the seconds of each phase
     (prepare, regression, nets, fusion and projection).
     """
+    if border % 6:
+        raise ValueError(f"border must be a multiple of 6 (whole 60 m pixels), got {border}")
     times = times if times is not None else StageTimes()
+    with_60m = g60 is not None and nets.x6 is not None
+    crops = {2: net_crop(2, nets.x2, nets.fusion(2), border)}
+    if with_60m:
+        crops[6] = net_crop(6, nets.x6, nets.fusion(6), border)
+    lead = min(crops.values())  # no net input reaches further out: the bicubic estimates skip it
+    inner = _inner
+
     per_band = _PerBand(nets.threads)
     try:
         with times.timing("prepare"):
             x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
-            up20 = per_band(lambda b: upsample(c20[b], 2), len(c20))
-            valid = g10.valid & nearest_upsample(g20.valid, 2)
-            work = [_ScaleWork(2, nets.x2, nets.fusion(2), [x10, up20], c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
-            sat60 = None
-            if g60 is not None and nets.x6 is not None:
+            up20 = per_band(lambda b: upsample_inner(c20[b], 2, lead), len(c20))
+            net_in = [inner(x10, crops[2]), inner(up20, crops[2] - lead)]
+            work = [_ScaleWork(2, nets.x2, nets.fusion(2), net_in, c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
+            if with_60m:
                 c60 = g60.filled(FILL_REACH // 6)
-                valid &= nearest_upsample(g60.valid, 6)
                 usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
-                up60 = per_band(lambda b: upsample(c60[b], 6), len(c60))
-                work.append(_ScaleWork(6, nets.x6, nets.fusion(6), [x10, up20, up60], c60, usable60))
-                sat60 = nearest_upsample(g60.saturated, 6)
+                up60 = per_band(lambda b: upsample_inner(c60[b], 6, crops[6]), len(c60))
+                net_in = [inner(x10, crops[6]), inner(up20, crops[6] - lead), up60]
+                work.append(_ScaleWork(6, nets.x6, nets.fusion(6), net_in, c60, usable60))
         estimates = _estimate_all(work, x10, border, per_band, times)
     finally:
         per_band.close()
-    h, w = valid.shape
-    rows, cols = Window(border, border, h - 2 * border, w - 2 * border).slices()
+    valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)
+    sat60 = None
+    if with_60m:
+        valid &= nearest_upsample(inner(g60.valid, border // 6), 6)
+        sat60 = nearest_upsample(inner(g60.saturated, border // 6), 6)
     return WindowResult(
-        g10.values[:, rows, cols], g10.saturated[:, rows, cols], estimates[0], estimates[1] if len(estimates) > 1 else None,
-        valid[rows, cols], nearest_upsample(g20.saturated, 2)[:, rows, cols], None if sat60 is None else sat60[:, rows, cols],
+        inner(g10.values, border), inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
+        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60,
     )
 
 

@@ -144,9 +144,10 @@ def superresolve_product(
                           **_split(BANDS_20M, result.b20, result.saturated20, rows, cols),
                           **_split(BANDS_60M, result.b60, result.saturated60, rows, cols)}
                 holds_data.append(bool(valid.any()))
-                block = np.stack([values[b][0] for b in bands_out])
-                saturated = np.stack([values[b][1] for b in bands_out])
-                writer.write(to_dn(block, valid, saturated), part.relative_to(area))
+                block = np.empty((len(bands_out), *valid.shape), np.uint16)
+                for i, band in enumerate(bands_out):  # band by band: no float copy of the whole block
+                    to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
+                writer.write(block, part.relative_to(area))
 
             def read_in_thread(window: Window):
                 # rasterio datasets belong to the thread that opened them: each read opens its own

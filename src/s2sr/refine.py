@@ -14,12 +14,12 @@ Both are pure functions of arrays over one window (a tile with its context borde
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
-from .resample import degrade, separable_filter, upsample
+from .resample import degrade, degrade_reach, separable_filter, upsample
 
 #: Fewest usable coarse pixels per predictor in a fit window before the fit is trusted.
 MIN_PIXELS_PER_PREDICTOR = 20
@@ -62,8 +62,7 @@ def projection_reach(factor: int, steps: int) -> int:
     Per step: the blur radius and the s x s block of ``degrade``, the preconditioner's radius, then the two
     coarse pixels each side (and the one it lies in) that bicubic upsampling reads.
     """
-    blur_radius = max(1, int(np.ceil(3.0 / factor)))
-    return steps * ((PRECONDITIONER_RADIUS + 4) * factor + blur_radius)
+    return steps * ((PRECONDITIONER_RADIUS + 4) * factor + degrade_reach(factor))
 
 
 @lru_cache(maxsize=8)
@@ -111,8 +110,7 @@ def highpass(fine: np.ndarray, factor: int) -> np.ndarray:
 def regression_reach(factor: int) -> int:
     """Fine pixels each side that :func:`regression_detail` reads: its fit window, the predictors' degrading
     and high-pass, and the bicubic upsampling of the coefficient maps."""
-    blur_radius = max(1, int(np.ceil(3.0 / factor)))
-    return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + blur_radius
+    return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + degrade_reach(factor)
 
 
 #: Maps a function of a plane slice over a stack of ``n`` planes, concatenating the results along axis 0
@@ -131,7 +129,8 @@ class PredictorFit:
     split over threads do not each repeat it."""
 
     factor: int
-    c0: int  # coarse pixels each side that need no fit
+    skip: int  # coarse pixels each side that no fit window reads: cut off the inputs before fitting
+    c0: int  # coarse pixels each side (of what is left) that need no fit
     keep: int  # fine pixels each side of the fitted region that the caller does not keep
     out_shape: tuple[int, int]
     weight: np.ndarray  # (h, w) float64: 1 where the pixel is usable
@@ -142,20 +141,21 @@ class PredictorFit:
     enough: np.ndarray  # (h', w') bool: enough usable pixels to trust a fit
     fine_detail: np.ndarray  # (p, H, W) float32: the predictors' high-pass over the fitted region
 
-    def window_sum(self, a: np.ndarray) -> np.ndarray:
-        return _box_sum(a, REGRESSION_RADIUS[self.factor], self.c0)
+    def window_sum(self, a: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+        return _box_sum(a, REGRESSION_RADIUS[self.factor], self.c0, times)
 
     def detail(self, coarse: np.ndarray) -> np.ndarray:
         """Fine-scale detail of ``coarse`` (bands, h, w): its local fit on the predictors, high-passed."""
         n_pred = len(self.mean_x)
-        y = coarse.astype(np.float64)
+        h, w = coarse.shape[-2:]
+        y = coarse[:, self.skip : h - self.skip, self.skip : w - self.skip].astype(np.float64)
         weighted_y = self.weight * y
         mean_y = self.window_sum(weighted_y) / self.n  # (bands, h', w')
         cross = np.empty((len(y), *self.mean_x.shape))  # (bands, p, h', w')
         for b in range(len(y)):
-            np.subtract(self.window_sum(self.weighted_x * y[b]) / self.n, self.mean_x * mean_y[b], out=cross[b])
+            np.subtract(self.window_sum(self.weighted_x, y[b]) / self.n, self.mean_x * mean_y[b], out=cross[b])
         coef = _solve_cholesky(self.chol, cross)  # (bands, p, h', w')
-        var_y = self.window_sum(weighted_y * y) / self.n - mean_y**2
+        var_y = self.window_sum(weighted_y, y) / self.n - mean_y**2
         r2 = np.einsum("bkhw,bkhw->bhw", coef, cross) / np.maximum(var_y, 1e-6)
         gain = np.clip((r2 - MIN_R2) / MIN_R2, 0.0, 1.0) * self.enough  # fades in between R2 0.2 and 0.4
         out_h, out_w = self.out_shape
@@ -179,6 +179,14 @@ def fit_predictors(
     n_pred = predictors.shape[0]
     h, w = usable.shape
     c0 = max(0, crop // factor - 4)  # fits needed: the kept pixels and four coarse pixels (bicubic's reach)
+    # the fit windows of those pixels, and the degrading of theirs, leave an outer margin unread: cut it off
+    # first (about a quarter of a production tile's float64 work at x2; the same sums up to rounding)
+    skip = max(0, c0 - radius - -(-degrade_reach(factor) // factor))
+    if skip:
+        f = skip * factor
+        inner = fit_predictors(predictors[:, f : h * factor - f, f : w * factor - f], factor,
+                               usable[skip : h - skip, skip : w - skip], crop - f, planes)
+        return replace(inner, skip=skip)
     f0, keep = c0 * factor, crop - c0 * factor
     degraded = planes(lambda s: degrade(predictors[s], factor), n_pred)
     x = degraded.astype(np.float64)  # (p, h, w)
@@ -187,10 +195,10 @@ def fit_predictors(
     pairs = [(k, j) for k in range(n_pred) for j in range(k + 1)]
     # every window sum the bands share: count, sums of x, sums of the products x_k x_j; each plane is made
     # where it is summed, so a thread's working set stays one plane (faster than one big stack)
-    shared = [lambda: weight] + [lambda k=k: weighted_x[k] for k in range(n_pred)]
-    shared += [lambda k=k, j=j: weighted_x[k] * x[j] for k, j in pairs]
+    shared = [(weight, None)] + [(weighted_x[k], None) for k in range(n_pred)]
+    shared += [(weighted_x[k], x[j]) for k, j in pairs]
     index = np.arange(len(shared))
-    sums = planes(lambda s: np.stack([_box_sum(shared[i](), radius, c0) for i in index[s]]), len(shared))
+    sums = planes(lambda s: np.stack([_box_sum(*shared[i][:1], radius, c0, shared[i][1]) for i in index[s]]), len(shared))
     count = sums[0]
     n = np.maximum(count, 1.0)
     mean_x = sums[1 : 1 + n_pred] / n  # (p, h', w'): the fit region only
@@ -203,7 +211,7 @@ def fit_predictors(
     fine = predictors[:, f0 : h * factor - f0, f0 : w * factor - f0]
     fine_detail = planes(lambda s: fine[s] - upsample(degraded[s][(slice(None), *region)], factor), n_pred)
     return PredictorFit(
-        factor, c0, keep, (h * factor - 2 * crop, w * factor - 2 * crop), weight, weighted_x, n, mean_x,
+        factor, 0, c0, keep, (h * factor - 2 * crop, w * factor - 2 * crop), weight, weighted_x, n, mean_x,
         _cholesky(cov), count >= MIN_PIXELS_PER_PREDICTOR * (n_pred + 1), fine_detail,
     )
 
@@ -245,11 +253,20 @@ def _solve_cholesky(chol: list[list[np.ndarray]], rhs: np.ndarray) -> np.ndarray
     p = len(chol)
     z = [None] * p
     for k in range(p):  # forward: L z = r
-        z[k] = (rhs[:, k] - _sum([chol[k][i] * z[i] for i in range(k)], rhs[:, k])) / chol[k][k]
+        z[k] = _less_terms(rhs[:, k], [chol[k][i] * z[i] for i in range(k)])
+        z[k] /= chol[k][k]
     c = np.empty_like(rhs)
     for k in reversed(range(p)):  # back: L^T c = z
-        np.divide(z[k] - _sum([chol[i][k] * c[:, i] for i in range(k + 1, p)], z[k]), chol[k][k], out=c[:, k])
+        np.divide(_less_terms(z[k], [chol[i][k] * c[:, i] for i in range(k + 1, p)]), chol[k][k], out=c[:, k])
     return c
+
+
+def _less_terms(a: np.ndarray, terms: list[np.ndarray]) -> np.ndarray:
+    """``a - sum(terms)`` as a new array, into the sum's own memory (with no terms: a copy, as ``a - 0`` is)."""
+    if not terms:
+        return a.copy()
+    total = _sum(terms, a)  # the terms are products made for this call: their memory may be reused
+    return np.subtract(a, total, out=total)
 
 
 def _sum(terms: list[np.ndarray], like: np.ndarray) -> np.ndarray:
@@ -262,18 +279,25 @@ def _sum(terms: list[np.ndarray], like: np.ndarray) -> np.ndarray:
     return total
 
 
-def _box_sum(a: np.ndarray, radius: int, inner: int = 0) -> np.ndarray:
+def _box_sum(a: np.ndarray, radius: int, inner: int = 0, times: np.ndarray | None = None) -> np.ndarray:
     """Sum of the last two axes over a (2 radius + 1)^2 window around each pixel, cut at the array's edge;
-    returned for the pixels at least ``inner`` from the edge (the sums still see the whole array).
+    returned for the pixels at least ``inner`` from the edge (the sums still see the whole array). With
+    ``times``, the window sums of ``a * times`` (the product is written straight into the table).
 
     A summed-area table, built in place inside its own edge padding (zeros before, its last row and column
     repeated after), so that the window's clipped corners are plain shifted slices of it.
     """
+    lead = np.broadcast_shapes(a.shape, times.shape)[:-2] if times is not None else a.shape[:-2]
     h, w = a.shape[-2:]
     r, d = radius, 2 * radius + 1
-    t = np.zeros((*a.shape[:-2], h + d + 1, w + d + 1))
+    t = np.empty((*lead, h + d + 1, w + d + 1))
+    t[..., : r + 1, :] = 0
+    t[..., r + 1 :, : r + 1] = 0
     core = t[..., r + 1 : r + 1 + h, r + 1 : r + 1 + w]
-    core[...] = a
+    if times is None:
+        core[...] = a
+    else:
+        np.multiply(a, times, out=core)
     np.cumsum(core, axis=-2, out=core)
     np.cumsum(core, axis=-1, out=core)
     t[..., r + 1 + h :, r + 1 : r + 1 + w] = t[..., r + h : r + 1 + h, r + 1 : r + 1 + w]
@@ -288,15 +312,19 @@ def _box_sum(a: np.ndarray, radius: int, inner: int = 0) -> np.ndarray:
 
 def usable_coarse(valid_fine: np.ndarray, saturated_coarse: np.ndarray, valid_coarse: np.ndarray, factor: int) -> np.ndarray:
     """Coarse pixels a regression may learn from: valid and unsaturated, and every fine pixel under them valid."""
-    fine_ok = degrade(valid_fine[None].astype(np.float32), factor)[0] > 0.999
-    return valid_coarse & fine_ok & ~saturated_coarse.any(axis=0)
+    usable = valid_coarse & ~saturated_coarse.any(axis=0)
+    if valid_fine.all():  # most tiles: nothing to degrade
+        return usable
+    return usable & (degrade(valid_fine[None].astype(np.float32), factor)[0] > 0.999)
 
 
 def fuse(net: np.ndarray | None, bicubic: np.ndarray, detail: np.ndarray, fusion: Fusion) -> np.ndarray:
     """``net_weight`` x net + (1 - net_weight) x (bicubic + detail); without a net, the regression alone."""
-    regression = bicubic + detail
+    if net is not None and fusion.net_weight >= 1:
+        return net
+    regression = np.add(bicubic, detail)
     if net is None or fusion.net_weight <= 0:
         return regression
-    if fusion.net_weight >= 1:
-        return net
-    return fusion.net_weight * net + (1 - fusion.net_weight) * regression
+    regression *= 1 - fusion.net_weight  # in place: the same operations, one array fewer
+    regression += fusion.net_weight * net
+    return regression

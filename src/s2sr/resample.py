@@ -91,6 +91,16 @@ def upsample(a: np.ndarray, factor: int) -> np.ndarray:
     return _upsample_columns(_upsample_rows(a.astype(np.float32, copy=False), factor), factor)
 
 
+def upsample_inner(a: np.ndarray, factor: int, cut: int) -> np.ndarray:
+    """``upsample(a, factor)`` less ``cut`` fine pixels each side, bit for bit, without computing them: only
+    the coarse pixels that bicubic reads for the rest (two beyond them) are upsampled."""
+    *_, h, w = a.shape
+    skip = max(0, min(cut // factor - 2, (h - 1) // 2, (w - 1) // 2))
+    part = upsample(a[..., skip : h - skip, skip : w - skip], factor)
+    return part[..., cut - skip * factor : part.shape[-2] - cut + skip * factor,
+                cut - skip * factor : part.shape[-1] - cut + skip * factor]
+
+
 def nearest_upsample(a: np.ndarray, factor: int) -> np.ndarray:
     """Pixel replication along the last two axes (for masks)."""
     return np.repeat(np.repeat(a, factor, axis=-2), factor, axis=-1)
@@ -156,6 +166,11 @@ def degrade(a: np.ndarray, factor: int) -> np.ndarray:
             acc = term if acc is None else np.add(acc, term, out=acc)
         out = acc
     return out
+
+
+def degrade_reach(factor: int) -> int:
+    """Fine pixels beyond a coarse pixel's own block that :func:`degrade` reads for it (the blur's radius)."""
+    return (len(_degrade_kernel(factor)) - factor) // 2
 
 
 @lru_cache(maxsize=8)
