@@ -27,12 +27,14 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def stage_costs(nets, tile: int) -> dict[str, float]:
+def stage_costs(nets, tile: int) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """Seconds per Mpx of output of each phase of one tile, as the library runs it (``superresolve_groups``
-    with its stage times), and the nets' FLOP/s against the matmul rate measured right after."""
+    with its stage times), for a tile inside the swath (most of a product's; best of two runs) and one with a
+    swath edge across it (the fill's worst case), and the nets' FLOP/s (their best run) against the matmul
+    rate measured right after. Also returns the interior tile's DN block, for the COG figure."""
     from runtimes import matmul_rate, net_flops
 
-    from s2sr.inference import BandGroup, _ScaleWork, superresolve_groups
+    from s2sr.inference import BandGroup, net_crop, superresolve_groups
     from s2sr.resample import block_mean
     from s2sr.runner import StageTimes
     from s2sr.sample import SampleSpec, _reflectance
@@ -41,33 +43,72 @@ def stage_costs(nets, tile: int) -> dict[str, float]:
     border = nets.border
     side = tile + 2 * border
     refl = _reflectance(SampleSpec(size=side)) * 10000
-    dn10 = refl[[1, 2, 3, 7]]
-    dn20 = block_mean(refl[[4, 5, 6, 8, 11, 12]], 2)
-    dn60 = block_mean(refl[[0, 9]], 6)
-    for a in (dn10, dn20, dn60):  # a swath edge through the tile, so the fill has work to do
+    inside = [refl[[1, 2, 3, 7]], block_mean(refl[[4, 5, 6, 8, 11, 12]], 2), block_mean(refl[[0, 9]], 6)]
+    edge = [a.copy() for a in inside]
+    for a in edge:  # a swath edge through the tile, so the fill has work to do
         f = side // a.shape[-1]
         r, c = np.indices(a.shape[1:])
         a[:, (r + c) * f > 1.5 * side] = 0
-    groups = [BandGroup.from_dn(np.rint(a)) for a in (dn10, dn20, dn60)]
-    superresolve_groups(nets, *groups, border=border)  # warm start
-    times = StageTimes()
-    result = superresolve_groups(nets, *groups, border=border, times=times)
-    with times.timing("mask and DN conversion"):
-        to_dn(np.concatenate([result.b10, result.b20, result.b60]), result.valid, np.zeros((12, tile, tile), bool))
-    matmul = matmul_rate()
-    flops = 0.0
-    for scale, net in ((2, nets.x2), (6, nets.x6)):
-        crop = _ScaleWork(scale, net, nets.fusion(scale), [], None, None).crop(border)
-        flops += net_flops(net, (side - 2 * crop) ** 2)
+    groups = {name: [BandGroup.from_dn(np.rint(a)) for a in arrays]
+              for name, arrays in (("inside the swath", inside), ("a swath edge across it", edge))}
+    superresolve_groups(nets, *groups["inside the swath"], border=border)  # warm start
     mpx = tile * tile / 1e6
-    total = sum(times.seconds.values())
-    print(f"compute phases of one {tile} px tile (read {side} px, a swath edge across it), {nets.threads} array thread(s):")
-    for name, seconds in times.seconds.items():
-        print(f"  {name:24s} {seconds / mpx:6.2f} s/Mpx  {100 * seconds / total:5.1f} %")
-    rate = flops / times.seconds["nets"]
+    costs: dict[str, dict[str, float]] = {}
+    nets_seconds = []
+    for name in ("inside the swath", "a swath edge across it", "inside the swath"):
+        times = StageTimes()
+        result = superresolve_groups(nets, *groups[name], border=border, times=times)
+        with times.timing("mask and DN conversion"):
+            block = np.empty((12, tile, tile), np.uint16)
+            bands = [band for group in (result.b10, result.b20, result.b60) for band in group]
+            for i, band in enumerate(bands):  # band by band into the block, as the pipeline writes
+                to_dn(band[None], result.valid, np.zeros((1, tile, tile), bool), out=block[i : i + 1])
+        if name == "inside the swath":
+            dn_block = block
+        nets_seconds.append(times.seconds["nets"])
+        per_mpx = {stage: seconds / mpx for stage, seconds in times.seconds.items()}
+        costs[name] = {k: min(v, costs.get(name, per_mpx)[k]) for k, v in per_mpx.items()}
+    matmul = matmul_rate()
+    flops = sum(net_flops(net, (side - 2 * net_crop(scale, net, nets.fusion(scale), border)) ** 2)
+                for scale, net in ((2, nets.x2), (6, nets.x6)))
+    print(f"compute phases of one {tile} px tile (read {side} px), {nets.threads} array thread(s); "
+          "inside the swath the best of two runs:")
+    print(f"  {'':24s} {'inside the swath':>18s} {'swath edge across':>18s}")
+    for stage in costs["inside the swath"]:
+        a, b = costs["inside the swath"][stage], costs["a swath edge across it"][stage]
+        print(f"  {stage:24s} {a:12.2f} s/Mpx {b:12.2f} s/Mpx")
+    rate = flops / min(nets_seconds)
     print(f"  nets: {rate / 1e9:.0f} GFLOP/s, {rate / matmul:.2f} of this machine's float32 matmul rate "
-          f"({matmul / 1e9:.0f} GFLOP/s, the best 2048 x 2048 matmul, measured right after)")
-    return {name: seconds / mpx for name, seconds in times.seconds.items()}
+          f"({matmul / 1e9:.0f} GFLOP/s, the best 2048 x 2048 matmul, measured right after; the nets' best run of "
+          f"three, the slowest {flops / max(nets_seconds) / matmul:.2f})")
+    return costs, dn_block
+
+
+def cog_write_cost(block: np.ndarray, repeat: int = 4) -> float:
+    """Seconds per Mpx of writing a COG (staging writes, own first overview, finish) of ``repeat`` x ``repeat``
+    tiles of ``block`` (a tile's DN output, so it compresses like real output), through the library's writer."""
+    from affine import Affine
+
+    from s2sr.bands import BANDS_10M, BANDS_20M, BANDS_60M
+    from s2sr.runner import StageTimes
+    from s2sr.tiling import Window
+    from s2sr.writer import CogWriter
+
+    tile = block.shape[-1]
+    side = tile * repeat
+    times = StageTimes()
+    with tempfile.TemporaryDirectory() as tmp:
+        with CogWriter(Path(tmp) / "out.tif", crs="EPSG:32633", transform=Affine(10, 0, 300000, 0, -10, 5000000),
+                       height=side, width=side, bands=BANDS_10M + BANDS_20M + BANDS_60M, tags={}, times=times) as writer:
+            for r in range(repeat):
+                for c in range(repeat):
+                    with times.timing("write"):
+                        writer.write(block, Window(r * tile, c * tile, tile, tile))
+    seconds = times.seconds["write"] + times.seconds["finish COG"]
+    print(f"COG of a {side} x {side} px output ({repeat * repeat} tiles of that tile's DN): write "
+          f"{times.seconds['write']:.1f} s, finish COG {times.seconds['finish COG']:.1f} s, "
+          f"{seconds / (side * side / 1e6):.2f} s/Mpx")
+    return seconds / (side * side / 1e6)
 
 
 def main() -> int:
@@ -88,7 +129,8 @@ def main() -> int:
     print(f"one tile ({side} x {side} px read, {tile} x {tile} px out): {seconds:.1f} s, {tile * tile / seconds / 1e6:.3f} Mpx/s")
     print(f"whole 10980 x 10980 product ({tiles_per_product} tiles): about {seconds * tiles_per_product / 60:.0f} min here")
     print(f"peak resident memory after one tile: {peak_rss_gib():.2f} GiB")
-    per_mpx = stage_costs(nets, tile)
+    costs, dn_block = stage_costs(nets, tile)
+    cog_per_mpx = cog_write_cost(dn_block)
 
     from s2sr.runner import StageTimes
 
@@ -108,11 +150,16 @@ def main() -> int:
     sequential = stages[1].seconds
     write_per_mpx = (sequential["write"] + sequential["finish COG"]) / 1.44
     read_per_mpx = sequential["read"] / 1.44
-    around = per_mpx["prepare"] + per_mpx["regression"] + per_mpx["fusion and projection"] + write_per_mpx
     print(f"decode {read_per_mpx:.2f} s/Mpx; mask, DN conversion and COG write {write_per_mpx:.2f} s/Mpx "
-          "(the 1200 px run, sequential)")
-    print(f"everything around the nets (prepare, regression, fusion and projection, DN conversion and COG write; "
-          f"decode apart): {100 * around / per_mpx['nets']:.0f} % of the nets' time")
+          "(the 1200 px run, sequential: a small file, where the COG's fixed costs weigh more)")
+    shares = []
+    for per_mpx in costs.values():
+        around = (per_mpx["prepare"] + per_mpx["regression"] + per_mpx["fusion and projection"]
+                  + per_mpx["mask and DN conversion"] + cog_per_mpx)
+        shares.append(f"{100 * around / per_mpx['nets']:.1f} %")
+    print("everything around the nets per tile (prepare, regression, fusion and projection, DN conversion, COG "
+          f"write at the {cog_per_mpx:.2f} s/Mpx above; decode apart), of the nets' time: {shares[0]} for a tile "
+          f"inside the swath, {shares[1]} for one with a swath edge across it")
     print(f"peak resident memory overall: {peak_rss_gib():.2f} GiB")
     batch_throughput()
     return 0

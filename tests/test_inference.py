@@ -113,3 +113,11 @@ def test_array_threads_change_no_bit():
     assert (one.b20 != 0).mean() > 0.3
     np.testing.assert_array_equal(one.b20, three.b20)
     np.testing.assert_array_equal(one.b60, three.b60)
+
+
+def test_a_border_off_the_60m_grid_is_refused():
+    from s2sr.inference import BandGroup, superresolve_groups
+
+    groups = [BandGroup.from_dn(np.full((n, 36 // f, 36 // f), 1000, np.uint16)) for n, f in ((4, 1), (6, 2), (2, 6))]
+    with pytest.raises(ValueError, match="multiple of 6"):
+        superresolve_groups(load_nets("L2A"), *groups, border=4)

@@ -2,7 +2,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2sr.resample import block_mean, degrade, gaussian_blur, nearest_upsample, upsample
+from s2sr.resample import block_mean, degrade, gaussian_blur, nearest_upsample, upsample, upsample_inner
 
 
 def test_upsample_keeps_constants_and_shapes():
@@ -85,3 +85,12 @@ def test_upsampling_split_over_bands_or_rows_changes_no_bit(seed, f, cut):
 def test_degrade_is_the_blur_then_the_block_mean(seed, f, h, w):
     a = np.random.default_rng(seed).random((2, h * f, w * f)).astype(np.float32) * 4000
     np.testing.assert_allclose(degrade(a, f), block_mean(gaussian_blur(a, 1.0 / f), f), rtol=1e-5, atol=1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), f=st.sampled_from([2, 6]), h=st.integers(3, 14), w=st.integers(3, 14), cut=st.integers(0, 40))
+def test_upsample_inner_is_the_inner_part_of_the_upsampling_bit_for_bit(seed, f, h, w, cut):
+    a = np.random.default_rng(seed).uniform(0, 5000, (2, h, w)).astype(np.float32)
+    cut = min(cut, (h * f - 1) // 2, (w * f - 1) // 2)
+    whole = upsample(a, f)
+    np.testing.assert_array_equal(upsample_inner(a, f, cut), whole[:, cut : h * f - cut, cut : w * f - cut])

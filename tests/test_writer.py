@@ -45,10 +45,11 @@ def test_overview_factors_are_what_the_cog_driver_makes(tmp_path, shape):
         assert list(overview_factors(*shape)) == ds.overviews(1)
 
 
-@settings(max_examples=15, deadline=None)
-@given(h=st.integers(1, 20), w=st.integers(1, 20), seed=st.integers(0, 2**16))
-def test_halve_is_gdals_average_overview(tmp_path_factory, h, w, seed):
-    data = _data(np.random.default_rng(seed), 2, 2 * h, 2 * w)
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 20), w=st.integers(1, 20), seed=st.integers(0, 2**16), nodata=st.booleans())
+def test_halve_is_gdals_average_overview(tmp_path_factory, h, w, seed, nodata):
+    rng = np.random.default_rng(seed)
+    data = _data(rng, 2, 2 * h, 2 * w) if nodata else rng.integers(1, 65535, (2, 2 * h, 2 * w), dtype=np.uint16, endpoint=True)
     path = _gtiff(tmp_path_factory.mktemp("halve") / "a.tif", data)
     with rasterio.open(path, "r+") as ds:
         ds.build_overviews([2], Resampling.average)
@@ -92,3 +93,20 @@ def test_odd_output_leaves_the_overviews_to_gdal(tmp_path):
         w.write(data, Window(0, 0, 1031, 530))
     for mine, gdals in zip(_levels(out), _levels(reference), strict=True):
         np.testing.assert_array_equal(mine, gdals)
+
+
+def test_dn_written_into_a_block_band_by_band_equals_the_whole_conversion():
+    from s2sr.writer import to_dn
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(-10, 70000, (3, 40, 50)).astype(np.float32)
+    valid, saturated = rng.random((40, 50)) > 0.1, rng.random((3, 40, 50)) > 0.95
+    whole = to_dn(values, valid, saturated)
+    assert whole.dtype == np.uint16 and whole.min() == 0 and whole.max() == 65535
+    assert not whole[:, ~valid].any() and (whole[:, valid] >= 1).all()
+    block = np.empty_like(whole)
+    for i in range(3):
+        to_dn(values[i : i + 1], valid, saturated[i : i + 1], out=block[i : i + 1])
+    np.testing.assert_array_equal(block, whole)
+    np.testing.assert_array_equal(to_dn(values, np.ones_like(valid), np.zeros_like(saturated)),
+                                  np.clip(np.rint(values), 1, 65534).astype(np.uint16))

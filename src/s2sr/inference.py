@@ -78,41 +78,40 @@ def fill_nearest(values: np.ndarray, valid: np.ndarray, reach: int) -> np.ndarra
     """
     if valid.all():
         return values.copy()
-    out, ok = _fill_rows(values, valid, reach)
-    out, ok = _fill_rows(out.transpose(0, 2, 1), ok.T, reach)
-    out, ok = out.transpose(0, 2, 1), ok.T
+    out, ok = values.copy(), valid.copy()
+    for axis in (-1, -2):  # along rows, then along columns (in place, no transposed copies)
+        _fill_lines(out, ok, reach, axis)
     if not ok.all():
         count = np.count_nonzero(valid)  # summed in place: no copy of the valid pixels
         means = values.sum(axis=(1, 2), where=valid, dtype=np.float64) / max(count, 1)
-        out = np.where(ok, out, means[:, None, None].astype(np.float32))
-    return np.ascontiguousarray(out)
+        np.copyto(out, means[:, None, None].astype(np.float32), where=~ok)
+    return out
 
 
-def _fill_rows(values: np.ndarray, valid: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill along the last axis from the nearest valid pixel (ties: the one to the left) within ``reach``.
+def _fill_lines(values: np.ndarray, valid: np.ndarray, reach: int, axis: int) -> None:
+    """Fill ``values`` (bands, h, w) in place along ``axis`` (-1: in each row, -2: in each column) from the
+    nearest ``valid`` pixel (ties: the one before) within ``reach``; mark what was filled in ``valid``.
 
-    Only rows with a gap are worked on: a swath edge crosses some of a tile's rows, not all.
+    Only the span of lines with a gap is worked on: a swath edge crosses some of a tile's lines, not all.
     """
-    gaps = ~valid.all(axis=1)
-    if gaps.all() or not gaps.any():
-        return _fill_some_rows(values, valid, reach)
-    out, ok = values.copy(), valid.copy()
-    out[:, gaps], ok[gaps] = _fill_some_rows(values[:, gaps], valid[gaps], reach)
-    return out, ok
-
-
-def _fill_some_rows(values: np.ndarray, valid: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    h, w = valid.shape
-    idx = np.arange(w)
-    left = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
-    right = np.minimum.accumulate(np.where(valid, idx, w)[:, ::-1], axis=1)[:, ::-1]
-    far = w + reach + 1
-    d_left = np.where(left >= 0, idx - left, far)
-    d_right = np.where(right < w, right - idx, far)
-    source = np.clip(np.where(d_left <= d_right, left, right), 0, w - 1)
-    ok = np.minimum(d_left, d_right) <= reach
-    filled = np.take_along_axis(values, np.broadcast_to(source, values.shape), axis=2)
-    return np.where(ok, filled, values), ok
+    gaps = np.flatnonzero(~valid.all(axis=axis))
+    if not len(gaps):
+        return
+    lines = slice(gaps[0], gaps[-1] + 1)
+    span = (lines, slice(None)) if axis == -1 else (slice(None), lines)
+    v, ok = values[(slice(None), *span)], valid[span]
+    n = ok.shape[axis]
+    idx = np.arange(n) if axis == -1 else np.arange(n)[:, None]
+    before = np.maximum.accumulate(np.where(ok, idx, -1), axis=axis)
+    after = np.flip(np.minimum.accumulate(np.flip(np.where(ok, idx, n), axis=axis), axis=axis), axis=axis)
+    far = n + reach + 1
+    d_before = np.where(before >= 0, idx - before, far)
+    d_after = np.where(after < n, after - idx, far)
+    source = np.clip(np.where(d_before <= d_after, before, after), 0, n - 1)
+    reached = np.minimum(d_before, d_after) <= reach
+    filled = np.take_along_axis(v, np.broadcast_to(source, v.shape), axis=axis)
+    np.copyto(v, filled, where=reached & ~ok)
+    ok |= reached
 
 
 @dataclass(frozen=True)
