@@ -29,6 +29,37 @@ def test_fill_of_a_window_is_the_window_of_the_fill(seed, r0, c0):
     np.testing.assert_array_equal(part[:, valid[r0 : r0 + 60, c0 : c0 + 60]], values[:, r0 : r0 + 60, c0 : c0 + 60][:, valid[r0 : r0 + 60, c0 : c0 + 60]])
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), h=st.integers(1, 16), w=st.integers(1, 16), reach=st.integers(1, 6),
+       layout=st.sampled_from(["scattered", "edge", "corner"]))
+def test_fill_is_the_nearest_valid_pixel_in_the_row_then_the_column(seed, h, w, reach, layout):
+    """Against the rule written out pixel by pixel: the row's nearest valid pixel within reach (ties: the one
+    before), then the column's nearest filled one, then the band's mean over the valid pixels."""
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(100, 3000, (2, h, w)).astype(np.float32)
+    r, c = np.indices((h, w))
+    valid = {"scattered": rng.uniform(size=(h, w)) > 0.6, "edge": r + c < rng.integers(0, h + w + 1),
+             "corner": (r < rng.integers(0, h + 1)) | (c < rng.integers(0, w + 1))}[layout]
+    want, ok = values.copy(), valid.copy()
+    for axis_len, line in ((w, lambda i: (slice(None), i, slice(None))), (h, lambda j: (slice(None), slice(None), j))):
+        before = ok.copy()
+        for i in range(h if axis_len == w else w):
+            sel = line(i)
+            mask, vals = before[sel[1:]], want[sel].copy()
+            for k in np.flatnonzero(~mask):
+                near = [j for j in np.argsort(np.abs(np.arange(axis_len) - k), kind="stable") if mask[j]]
+                if near and abs(near[0] - k) <= reach:
+                    want[sel][:, k] = vals[:, near[0]]
+                    ok[sel[1:]][k] = True
+    if valid.any():
+        means = values[:, valid].astype(np.float64).mean(axis=1).astype(np.float32)
+        want[:, ~ok] = means[:, None]
+    got = fill_nearest(values, valid, reach)
+    np.testing.assert_array_equal(got[:, ok], want[:, ok])
+    if valid.any():
+        np.testing.assert_allclose(got[:, ~ok], want[:, ~ok], rtol=1e-6)
+
+
 def _within(valid: np.ndarray, reach: int) -> np.ndarray:
     """Pixels the two passes of fill_nearest reach from data (row pass, then column pass)."""
     ok = np.zeros_like(valid)
