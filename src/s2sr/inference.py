@@ -303,32 +303,31 @@ def superresolve_groups(
     if with_60m:
         crops[6] = net_crop(6, nets.x6, nets.fusion(6), border)
     lead = min(crops.values())  # no net input reaches further out: the bicubic estimates skip it
-    inner = _inner
 
     per_band = _PerBand(nets.threads)
     try:
         with times.timing("prepare"):
             x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
             up20 = per_band(lambda b: upsample_inner(c20[b], 2, lead), len(c20))
-            net_in = [inner(x10, crops[2]), inner(up20, crops[2] - lead)]
+            net_in = [_inner(x10, crops[2]), _inner(up20, crops[2] - lead)]
             work = [_ScaleWork(2, nets.x2, nets.fusion(2), net_in, c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
             if with_60m:
                 c60 = g60.filled(FILL_REACH // 6)
                 usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
                 up60 = per_band(lambda b: upsample_inner(c60[b], 6, crops[6]), len(c60))
-                net_in = [inner(x10, crops[6]), inner(up20, crops[6] - lead), up60]
+                net_in = [_inner(x10, crops[6]), _inner(up20, crops[6] - lead), up60]
                 work.append(_ScaleWork(6, nets.x6, nets.fusion(6), net_in, c60, usable60))
         estimates = _estimate_all(work, x10, border, per_band, times)
     finally:
         per_band.close()
-    valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)
+    valid = _inner(g10.valid, border) & nearest_upsample(_inner(g20.valid, border // 2), 2)
     sat60 = None
     if with_60m:
-        valid &= nearest_upsample(inner(g60.valid, border // 6), 6)
-        sat60 = nearest_upsample(inner(g60.saturated, border // 6), 6)
+        valid &= nearest_upsample(_inner(g60.valid, border // 6), 6)
+        sat60 = nearest_upsample(_inner(g60.saturated, border // 6), 6)
     return WindowResult(
-        inner(g10.values, border), inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
-        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60,
+        _inner(g10.values, border), _inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
+        valid, nearest_upsample(_inner(g20.saturated, border // 2), 2), sat60,
     )
 
 

@@ -197,8 +197,7 @@ def fit_predictors(
     # where it is summed, so a thread's working set stays one plane (faster than one big stack)
     shared = [(weight, None)] + [(weighted_x[k], None) for k in range(n_pred)]
     shared += [(weighted_x[k], x[j]) for k, j in pairs]
-    index = np.arange(len(shared))
-    sums = planes(lambda s: np.stack([_box_sum(*shared[i][:1], radius, c0, shared[i][1]) for i in index[s]]), len(shared))
+    sums = planes(lambda s: np.stack([_box_sum(a, radius, c0, times) for a, times in shared[s]]), len(shared))
     count = sums[0]
     n = np.maximum(count, 1.0)
     mean_x = sums[1 : 1 + n_pred] / n  # (p, h', w'): the fit region only
