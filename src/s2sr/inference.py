@@ -21,7 +21,7 @@ from .bands import SATURATED_DN
 from .errors import InputParametersError
 from .model import LoadedNet, load_net, resolve_device, run_net, weights_name
 from .refine import Fusion, fit_predictors, fuse, project, projection_reach, regression_reach, usable_coarse
-from .resample import nearest_upsample, upsample_inner
+from .resample import inner, nearest_upsample, upsample_inner
 from .runner import StageTimes
 from .tiling import Window
 
@@ -271,17 +271,12 @@ def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | N
     """Fuse net and regression for some bands, project them onto the measured band, cut the border off."""
     start = work.start(border)
     cut = start - work.crop(border)  # the net's input, and so its output and the bicubic estimate, start at crop
-    bicubic = _inner(work.inputs[-1][bands], cut)
-    estimate = fuse(None if net_out is None else _inner(net_out[bands], cut), bicubic,
+    bicubic = inner(work.inputs[-1][bands], cut)
+    estimate = fuse(None if net_out is None else inner(net_out[bands], cut), bicubic,
                     np.zeros_like(bicubic) if detail is None else detail[bands], work.fusion)
     if work.fusion.projection_steps:
-        estimate = project(estimate, _inner(work.coarse[bands], start // work.scale), work.scale, work.fusion.projection_steps)
-    return _inner(estimate, border - start)
-
-
-def _inner(a: np.ndarray, cut: int) -> np.ndarray:
-    """``a`` less ``cut`` pixels each side of its last two axes (a view)."""
-    return a[..., cut : a.shape[-2] - cut, cut : a.shape[-1] - cut]
+        estimate = project(estimate, inner(work.coarse[bands], start // work.scale), work.scale, work.fusion.projection_steps)
+    return inner(estimate, border - start)
 
 
 def superresolve_groups(
@@ -309,25 +304,25 @@ def superresolve_groups(
         with times.timing("prepare"):
             x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
             up20 = per_band(lambda b: upsample_inner(c20[b], 2, lead), len(c20))
-            net_in = [_inner(x10, crops[2]), _inner(up20, crops[2] - lead)]
+            net_in = [inner(x10, crops[2]), inner(up20, crops[2] - lead)]
             work = [_ScaleWork(2, nets.x2, nets.fusion(2), net_in, c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
             if with_60m:
                 c60 = g60.filled(FILL_REACH // 6)
                 usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
                 up60 = per_band(lambda b: upsample_inner(c60[b], 6, crops[6]), len(c60))
-                net_in = [_inner(x10, crops[6]), _inner(up20, crops[6] - lead), up60]
+                net_in = [inner(x10, crops[6]), inner(up20, crops[6] - lead), up60]
                 work.append(_ScaleWork(6, nets.x6, nets.fusion(6), net_in, c60, usable60))
         estimates = _estimate_all(work, x10, border, per_band, times)
     finally:
         per_band.close()
-    valid = _inner(g10.valid, border) & nearest_upsample(_inner(g20.valid, border // 2), 2)
+    valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)
     sat60 = None
     if with_60m:
-        valid &= nearest_upsample(_inner(g60.valid, border // 6), 6)
-        sat60 = nearest_upsample(_inner(g60.saturated, border // 6), 6)
+        valid &= nearest_upsample(inner(g60.valid, border // 6), 6)
+        sat60 = nearest_upsample(inner(g60.saturated, border // 6), 6)
     return WindowResult(
-        _inner(g10.values, border), _inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
-        valid, nearest_upsample(_inner(g20.saturated, border // 2), 2), sat60,
+        inner(g10.values, border), inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
+        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60,
     )
 
 

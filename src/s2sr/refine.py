@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .resample import degrade, degrade_reach, separable_filter, upsample
+from .resample import degrade, degrade_reach, inner, separable_filter, upsample
 
 #: Fewest usable coarse pixels per predictor in a fit window before the fit is trusted.
 MIN_PIXELS_PER_PREDICTOR = 20
@@ -147,8 +147,7 @@ class PredictorFit:
     def detail(self, coarse: np.ndarray) -> np.ndarray:
         """Fine-scale detail of ``coarse`` (bands, h, w): its local fit on the predictors, high-passed."""
         n_pred = len(self.mean_x)
-        h, w = coarse.shape[-2:]
-        y = coarse[:, self.skip : h - self.skip, self.skip : w - self.skip].astype(np.float64)
+        y = inner(coarse, self.skip).astype(np.float64)
         weighted_y = self.weight * y
         mean_y = self.window_sum(weighted_y) / self.n  # (bands, h', w')
         cross = np.empty((len(y), *self.mean_x.shape))  # (bands, p, h', w')
@@ -183,10 +182,8 @@ def fit_predictors(
     # first (about a quarter of a production tile's float64 work at x2; the same sums up to rounding)
     skip = max(0, c0 - radius - -(-degrade_reach(factor) // factor))
     if skip:
-        f = skip * factor
-        inner = fit_predictors(predictors[:, f : h * factor - f, f : w * factor - f], factor,
-                               usable[skip : h - skip, skip : w - skip], crop - f, planes)
-        return replace(inner, skip=skip)
+        fit = fit_predictors(inner(predictors, skip * factor), factor, inner(usable, skip), crop - skip * factor, planes)
+        return replace(fit, skip=skip)
     f0, keep = c0 * factor, crop - c0 * factor
     degraded = planes(lambda s: degrade(predictors[s], factor), n_pred)
     x = degraded.astype(np.float64)  # (p, h, w)

@@ -91,14 +91,16 @@ def upsample(a: np.ndarray, factor: int) -> np.ndarray:
     return _upsample_columns(_upsample_rows(a.astype(np.float32, copy=False), factor), factor)
 
 
+def inner(a: np.ndarray, cut: int) -> np.ndarray:
+    """``a`` less ``cut`` pixels each side of its last two axes (a view)."""
+    return a[..., cut : a.shape[-2] - cut, cut : a.shape[-1] - cut]
+
+
 def upsample_inner(a: np.ndarray, factor: int, cut: int) -> np.ndarray:
     """``upsample(a, factor)`` less ``cut`` fine pixels each side, bit for bit, without computing them: only
     the coarse pixels that bicubic reads for the rest (two beyond them) are upsampled."""
-    *_, h, w = a.shape
-    skip = max(0, min(cut // factor - 2, (h - 1) // 2, (w - 1) // 2))
-    part = upsample(a[..., skip : h - skip, skip : w - skip], factor)
-    return part[..., cut - skip * factor : part.shape[-2] - cut + skip * factor,
-                cut - skip * factor : part.shape[-1] - cut + skip * factor]
+    skip = max(0, min(cut // factor - 2, (a.shape[-2] - 1) // 2, (a.shape[-1] - 1) // 2))
+    return inner(upsample(inner(a, skip), factor), cut - skip * factor)
 
 
 def nearest_upsample(a: np.ndarray, factor: int) -> np.ndarray:

@@ -84,14 +84,15 @@ def to_dn(values: np.ndarray, valid: np.ndarray, saturated: np.ndarray, out: np.
     into ``out`` (uint16, shaped like ``values``) if given."""
     rounded = np.rint(values)
     np.clip(rounded, 1, SATURATED_DN - 1, out=rounded)
-    dn = rounded.astype(np.uint16) if out is None else out
-    if out is not None:
+    if out is None:
+        out = rounded.astype(np.uint16)
+    else:
         np.copyto(out, rounded, casting="unsafe")  # whole numbers in range: the cast is exact
     if saturated.any():
-        dn[saturated] = SATURATED_DN
+        out[saturated] = SATURATED_DN
     if not valid.all():
-        dn *= valid  # nodata is 0
-    return dn
+        out *= valid  # nodata is 0
+    return out
 
 
 class CogWriter:
