@@ -77,6 +77,7 @@ def test_block_end_to_end_with_the_product_page_parameters(tmp_path, build_produ
     proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True, "copy_original_bands": True})
     assert proc.returncode == 0, proc.stderr
     assert "tile 1/1" in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []  # no TensorFlow line
     fc = json.loads((tmp_path / "output" / "data.json").read_text())
     assert [f["id"] for f in fc["features"]] == ["f0", "f1"]
     for feature in fc["features"]:

@@ -18,6 +18,8 @@ def test_run_with_bbox(build_product, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "tiles/min" in proc.stderr and proc.stdout.strip() == str(out)
     assert "nets: Keras" in proc.stderr and ", CPU" in proc.stderr
+    # quiet: no TensorFlow or absl line (they load before the first line of s2sr), only s2sr's own lines
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []
     with rasterio.open(out) as ds:
         assert ds.count == 12 and all(n % 6 == 0 and 24 <= n <= 36 for n in ds.shape)
 

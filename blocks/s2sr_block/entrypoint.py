@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from s2sr.errors import AoiError, NoOutputError, S2srError, exit_code_for
 from s2sr.model import compute_device
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
-from s2sr.progress import ProgressReporter
 from s2sr.stac_item import item_path
+from s2sr.terminal import Terminal, load_keras_quietly
 
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
@@ -34,6 +33,7 @@ def run_block(
     quicklook_dir: Path,
     log: Callable[[str], None],
     tile_size: int | None = None,
+    progress: Callable[[str], Callable[[int, int], None]] | None = None,
 ) -> Path:
     """Process every feature; returns the output data.json. Removes its outputs if anything fails.
 
@@ -69,7 +69,7 @@ def run_block(
                     aoi=aoi,
                     clip_to_aoi=params.clip_to_aoi,
                     copy_original_bands=params.copy_original_bands,
-                    progress=ProgressReporter(log, label),
+                    progress=progress(label) if progress else None,
                     **extra,
                 )
             except AoiError as exc:
@@ -113,13 +113,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--tile-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    def log(message: str) -> None:
-        print(f"s2sr: {message}", file=sys.stderr, flush=True)
-
+    terminal = Terminal()
+    load_keras_quietly(os.environ)  # the edge: TensorFlow's INFO lines off before it loads
     try:
         params = BlockParameters.from_json(environ.get("UP42_TASK_PARAMETERS"))
-        run_block(params, args.input_dir, args.output_dir, args.quicklook_dir, log, args.tile_size)
+        run_block(params, args.input_dir, args.output_dir, args.quicklook_dir, terminal.log, args.tile_size,
+                  terminal.progress)
     except S2srError as exc:
-        log(f"error: {exc}")
+        terminal.log(f"error: {exc}")
         return exit_code_for(exc)
     return 0

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from .terminal import Terminal
+
 DEFAULT_SHARED_DATA = Path("../shared/data")
 DEMO_PARAMETERS = {"bbox": None, "clip_to_aoi": True, "copy_original_bands": True}
+NET_COMMANDS = ("run", "block", "demo", "train", "evaluate")  # those that load Keras and its backend
+
+_TERMINAL = Terminal()
 
 
 def _log(message: str) -> None:
-    print(f"s2sr: {message}", file=sys.stderr, flush=True)
+    _TERMINAL.log(message)
 
 
 def _aoi_of(args: argparse.Namespace):
@@ -34,7 +40,6 @@ def _aoi_of(args: argparse.Namespace):
 def _cmd_run(args: argparse.Namespace) -> int:
     from .model import compute_device
     from .pipeline import superresolve_product
-    from .progress import ProgressReporter
 
     _log(f"nets: {compute_device(args.device)}")
     out = superresolve_product(
@@ -44,7 +49,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         clip_to_aoi=not args.no_clip,
         copy_original_bands=not args.no_copy_original_bands,
         tile_size=args.tile_size,
-        progress=ProgressReporter(_log),
+        progress=_TERMINAL.progress(),
         consistency=not args.no_consistency,
         threads=args.threads,
         device=args.device,
@@ -55,12 +60,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import BatchOptions, run_batch
-    from .progress import ProgressReporter
 
     options = BatchOptions(aoi=_aoi_of(args), clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
                            tile_size=args.tile_size, device=args.device)
     records = run_batch(args.inputs, args.output_dir, options, address=args.address, workers=args.workers,
-                        log=_log, progress=ProgressReporter(_log, "batch", unit="product"))
+                        log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
     _log(f"{len(records) - len(failed)} of {len(records)} products written or complete; {len(failed)} failed; "
          f"see {Path(args.output_dir) / 'batch.json'}")
@@ -264,10 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .terminal import load_keras_quietly, quiet_environment
+
     argv = sys.argv[1:] if argv is None else argv
+    quiet_environment(os.environ)  # the edge: TensorFlow's INFO lines off before anything loads it
     if argv[:1] == ["block"]:
         return _cmd_block(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command in NET_COMMANDS:
+        load_keras_quietly(os.environ)
     handlers = {"run": _cmd_run, "batch": _cmd_batch, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
     from .errors import S2srError, exit_code_for
 
