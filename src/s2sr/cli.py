@@ -58,12 +58,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _searched(args: argparse.Namespace, aoi) -> list[str]:
+    """The Items ``--stac-api`` finds (one search per ``--datetime`` period), written to ``DIR/items``."""
+    from .errors import InputParametersError
+    from .search import SearchRequest, search_items
+
+    if args.stac_api is None:
+        if args.datetime or args.collection or args.max_cloud is not None or args.limit is not None:
+            raise InputParametersError("--datetime, --collection, --max-cloud and --limit need --stac-api URL")
+        return []
+    if aoi is None:
+        raise InputParametersError("--stac-api needs the AOI to search: --bbox W S E N or --aoi FILE.geojson")
+    geometry = aoi if isinstance(aoi, list) else _geometry_of(aoi)
+    request = SearchRequest(args.stac_api, geometry, tuple(args.datetime or ()),
+                            **{k: v for k, v in (("collection", args.collection), ("max_cloud", args.max_cloud),
+                                                 ("limit", args.limit)) if v is not None})
+    found = search_items(request, Path(args.output_dir) / "items")
+    for f in found:
+        cloud = "cloud cover unknown" if f.cloud_cover is None else f"{f.cloud_cover:g} % cloud"
+        _log(f"search {f.period}: {f.item_id} ({cloud})")
+    return [str(f.path) for f in found]
+
+
+def _geometry_of(geojson):
+    """The geometry of a GeoJSON geometry, Feature or one-feature FeatureCollection (for ``intersects``)."""
+    from shapely.geometry import mapping
+
+    from .aoi import geometry_from_geojson
+
+    return mapping(geometry_from_geojson(geojson, "--aoi"))
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     from .batch import BatchOptions, run_batch
+    from .errors import InputParametersError
 
-    options = BatchOptions(aoi=_aoi_of(args), clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
+    aoi = _aoi_of(args)
+    inputs = list(args.inputs) + _searched(args, aoi)
+    if not inputs:
+        raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
+    options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
                            tile_size=args.tile_size, device=args.device)
-    records = run_batch(args.inputs, args.output_dir, options, address=args.address, workers=args.workers,
+    records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
     _log(f"{len(records) - len(failed)} of {len(records)} products written or complete; {len(failed)} failed; "
@@ -211,6 +247,19 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
                         help="where the nets run (default auto: a GPU if Keras sees one, else the CPU)")
 
 
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
+    """``batch``'s STAC search; unset options take the defaults of ``search.SearchRequest``."""
+    from .search import DEFAULT_COLLECTION, DEFAULT_LIMIT, DEFAULT_MAX_CLOUD
+
+    search = parser.add_argument_group("search a STAC API for the products (pip install s2sr[search])")
+    search.add_argument("--stac-api", metavar="URL", help="the API's root URL, e.g. https://earth-search.aws.element84.com/v1")
+    search.add_argument("--collection", help=f"the collection to search (default {DEFAULT_COLLECTION})")
+    search.add_argument("--datetime", action="append", metavar="START/END",
+                        help="a period to search, e.g. 2018-07-01/2018-07-31; repeat for more (one search each)")
+    search.add_argument("--max-cloud", type=float, help=f"at most this percent of cloud cover (default {DEFAULT_MAX_CLOUD:g}: any)")
+    search.add_argument("--limit", type=int, help=f"Items per period, the least cloudy first (default {DEFAULT_LIMIT})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2sr", description="Sentinel-2 super-resolution to 10 m (DSen2).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,9 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip the projection that makes degraded output reproduce the input bands (comparison only)")
 
     batch = sub.add_parser("batch", help="super-resolve many products on Ray (pip install s2sr[batch])")
-    batch.add_argument("inputs", nargs="+", help="products, folders to search, or text files listing them")
+    batch.add_argument("inputs", nargs="*", help="products, folders to search, or text files listing them")
     batch.add_argument("--output-dir", required=True)
     _add_product_options(batch)
+    _add_search_options(batch)
     batch.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray on this machine)")
     batch.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else one per 2 cores)")
 
