@@ -18,7 +18,7 @@ import rasterio
 
 from s2sr.errors import InputParametersError
 from s2sr.sample import SampleSpec, build_sample_item
-from s2sr.search import CatalogueError, SearchRequest, choose, search_items
+from s2sr.search import CatalogueError, SearchRequest, choose, search_items, signer
 
 TEMPELHOF = [13.352809, 52.485219, 13.392914, 52.515197]  # the product page's bbox
 JULY_2018, JULY_2019 = "2018-07-01/2018-07-31", "2019-07-01/2019-07-31"
@@ -194,3 +194,18 @@ def test_choose_keeps_the_least_cloudy_within_the_limit():
     assert [i.id for i in choose(items, 100, 4)] == ["d", "b", "a", "c"]  # ties by date; unknown cover last
     assert [i.id for i in choose(items, 10, 4)] == ["d", "b"]  # unknown cover is not "at most 10 %"
     assert [i.id for i in choose(items, 0, 1)] == []
+
+
+def test_planetary_computer_items_are_signed_and_others_are_used_as_they_come():
+    import importlib.util
+
+    item = object()
+    assert signer("https://earth-search.aws.element84.com/v1")(item) is item
+    api = "https://planetarycomputer.microsoft.com/api/stac/v1"
+    if importlib.util.find_spec("planetary_computer") is None:  # the optional extra: asked for by name
+        with pytest.raises(InputParametersError, match=r"pip install 's2sr\[planetary-computer\]'"):
+            signer(api)
+    else:
+        import planetary_computer
+
+        assert signer(api) is planetary_computer.sign

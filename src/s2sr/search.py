@@ -17,7 +17,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,7 @@ def search_items(request: SearchRequest, items_dir: str | Path) -> list[Found]:
     Raises :class:`CatalogueError` when the API cannot be reached or fails, and
     :class:`InputParametersError` when a period yields no Item (nothing is written then).
     """
+    sign = signer(request.api)  # before any request: a missing package is a one-line error, not a half-done search
     client = _open_client(request.api)
     where = {"bbox": list(request.aoi)} if isinstance(request.aoi, (list, tuple)) else {"intersects": request.aoi}
     chosen: list[tuple[str, Any]] = []
@@ -123,7 +124,7 @@ def search_items(request: SearchRequest, items_dir: str | Path) -> list[Found]:
     items_dir.mkdir(parents=True, exist_ok=True)
     found = []
     for period, item in chosen:
-        item = _signed(item, request.api)
+        item = sign(item)
         found.append(Found(period, item.id, cloud_cover(item), _write_item(item, items_dir)))
     return found
 
@@ -140,16 +141,17 @@ def _open_client(api: str) -> Any:
                              "check the URL and the network") from None
 
 
-def _signed(item: Any, api: str) -> Any:
-    """Planetary Computer's hrefs need a short-lived signature (its ``planetary-computer`` package)."""
+def signer(api: str) -> Callable[[Any], Any]:
+    """What makes an Item of ``api`` readable: Planetary Computer's hrefs need a short-lived signature (its
+    ``planetary-computer`` package); other APIs' Items are used as they come."""
     if urlparse(api).hostname != PLANETARY_COMPUTER_HOST:
-        return item
+        return lambda item: item
     try:
         import planetary_computer
     except ImportError:
         raise InputParametersError(
             f"{api}: Planetary Computer's asset hrefs must be signed: pip install 's2sr[planetary-computer]'") from None
-    return planetary_computer.sign(item)
+    return planetary_computer.sign
 
 
 def _write_item(item: Any, items_dir: Path) -> Path:
