@@ -136,3 +136,47 @@ def test_baseline_0400_without_offsets_is_refused(build_product):
     mtd.write_text(text[:start] + text[end + len("</BOA_ADD_OFFSET_VALUES_LIST>"):])
     with pytest.raises(ProductError, match=r"MTD_MSIL2A\.xml: processing baseline 04\.00 .* BOA_ADD_OFFSET is missing for B1"):
         open_product(safe)
+
+
+def _imports_between_modules() -> dict[str, set[str]]:
+    """Which s2sr modules each module imports (at the top or inside functions), read from the source."""
+    import ast
+    from pathlib import Path
+
+    import s2sr
+
+    root = Path(s2sr.__file__).parent
+    modules = {".".join(("s2sr", *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): f
+               for f in root.rglob("*.py")}
+    graph = {}
+    for name, file in modules.items():
+        package = name if file.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(parts + ([node.module] if node.module else []))
+                found |= {f"{target}.{a.name}" if f"{target}.{a.name}" in modules else target for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in modules and m not in (name, "s2sr")}
+    return graph
+
+
+def test_no_import_cycle_between_modules():
+    """product reads STAC Items through stac, and stac builds the Product of metadata: no way back."""
+    graph = _imports_between_modules()
+    assert "s2sr.stac" in graph["s2sr.product"] and "s2sr.product" not in graph["s2sr.stac"]
+
+    def in_a_cycle(start: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module == start:
+                return True
+            if module not in seen:
+                seen.add(module)
+                todo += graph[module]
+        return False
+
+    assert [m for m in graph if in_a_cycle(m)] == []

@@ -4,12 +4,33 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import AoiError
+from .errors import AoiError, InputParametersError
 from .tiling import Window, align_outward
+
+
+@dataclass(frozen=True)
+class Aoi:
+    """An area of interest in WGS84: a shapely (Multi)Polygon."""
+
+    geometry: Any
+
+    @classmethod
+    def parse(cls, aoi: Any) -> Aoi:
+        """From an Aoi, a shapely geometry, a GeoJSON mapping or a ``[W, S, E, N]`` bbox."""
+        if isinstance(aoi, Aoi):
+            return aoi
+        if isinstance(aoi, (list, tuple)):
+            return cls(geometry_from_bbox(aoi))
+        if isinstance(aoi, dict):
+            return cls(geometry_from_geojson(aoi, "aoi"))
+        if hasattr(aoi, "geom_type"):
+            return cls(geometry_from_geojson(aoi.__geo_interface__, "aoi"))
+        raise InputParametersError(f"aoi must be a bbox [W, S, E, N], a GeoJSON geometry or a shapely polygon, got {type(aoi).__name__}")
 
 
 def geometry_from_bbox(bbox: Sequence[float]) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 
 from .bands import BANDS
 from .errors import ProductError
@@ -26,6 +27,24 @@ class ProductMetadata:
 
     def offset(self, band: str) -> float:
         return self.offsets.get(band, 0.0)
+
+
+@dataclass(frozen=True)
+class Product:
+    """A located product: its metadata, and a GDAL path for every band s2sr reads."""
+
+    source: Path
+    metadata: ProductMetadata
+    band_paths: dict[str, str]
+
+    @property
+    def level(self) -> str:
+        return self.metadata.level
+
+    @property
+    def name(self) -> str:
+        uri = self.metadata.product_uri or self.source.name
+        return uri.removesuffix(".zip").removesuffix(".SAFE").removesuffix(".json")
 
 
 #: From this processing baseline on, products add an offset (-1000 DN) to every band and say so.

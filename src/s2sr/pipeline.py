@@ -7,14 +7,13 @@ run reproduces the pixels of a whole-product run exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .aoi import aoi_window, geometry_from_bbox, geometry_from_geojson, inside_mask, to_crs
+from .aoi import Aoi, aoi_window, inside_mask, to_crs
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
@@ -38,26 +37,6 @@ DEFAULT_TILE_SIZE = 1098
 TILING_CACHE_BYTES = 1024 * 2**20
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Aoi:
-    """An area of interest in WGS84: a shapely (Multi)Polygon."""
-
-    geometry: Any
-
-    @classmethod
-    def parse(cls, aoi: Any) -> Aoi:
-        """From an Aoi, a shapely geometry, a GeoJSON mapping or a ``[W, S, E, N]`` bbox."""
-        if isinstance(aoi, Aoi):
-            return aoi
-        if isinstance(aoi, (list, tuple)):
-            return cls(geometry_from_bbox(aoi))
-        if isinstance(aoi, dict):
-            return cls(geometry_from_geojson(aoi, "aoi"))
-        if hasattr(aoi, "geom_type"):
-            return cls(geometry_from_geojson(aoi.__geo_interface__, "aoi"))
-        raise InputParametersError(f"aoi must be a bbox [W, S, E, N], a GeoJSON geometry or a shapely polygon, got {type(aoi).__name__}")
 
 
 def superresolve_product(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import zipfile
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -21,30 +20,13 @@ import numpy as np
 from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M
 from .errors import NoInputError, ProductError
 from .inference import BandGroup
-from .metadata import ProductMetadata, parse_product_metadata
+from .metadata import Product, parse_product_metadata
+from .stac import is_stac_item, open_item
 from .tiling import Window
 
 _MTD = re.compile(r"(^|/)(MTD_MSIL(1C|2A)|S2[AB]_(OPER|USER)_MTD_SAFL(1C|2A)_[^/]*)\.xml$", re.IGNORECASE)
 _BAND_FILE = re.compile(r"IMG_DATA/(?:R(\d\d)m/)?[^/]*_(B\d\d|B8A)(?:_(\d\d)m)?\.jp2$", re.IGNORECASE)
 NEEDED_BANDS = BANDS_10M + BANDS_20M + BANDS_60M
-
-
-@dataclass(frozen=True)
-class Product:
-    """A located product: its metadata, and a GDAL path for every band s2sr reads."""
-
-    source: Path
-    metadata: ProductMetadata
-    band_paths: dict[str, str]
-
-    @property
-    def level(self) -> str:
-        return self.metadata.level
-
-    @property
-    def name(self) -> str:
-        uri = self.metadata.product_uri or self.source.name
-        return uri.removesuffix(".zip").removesuffix(".SAFE").removesuffix(".json")
 
 
 def _pick_band_files(names: list[str], source: Path) -> dict[str, str]:
@@ -87,8 +69,6 @@ def open_product(path: str | Path) -> Product:
         raise NoInputError(f"product {path} does not exist")
     if path.is_file() and zipfile.is_zipfile(path):
         return _open_zip(path)
-    from .stac import is_stac_item, open_item
-
     if is_stac_item(path):
         return open_item(path)
     if path.is_file():

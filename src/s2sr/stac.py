@@ -19,7 +19,7 @@ from typing import Any
 
 from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M, file_token
 from .errors import ProductError
-from .metadata import OFFSET_BASELINE, ProductMetadata, _baseline_number
+from .metadata import OFFSET_BASELINE, Product, ProductMetadata, _baseline_number
 
 #: Earth Search's asset key of each band (Planetary Computer and Copernicus use the file token: B01, B8A).
 EARTH_SEARCH_KEYS = {
@@ -89,8 +89,6 @@ def _offset(asset: Any, props: dict[str, Any], baseline: str) -> tuple[float, fl
 def open_item(path: Path):
     """A :class:`product.Product` for a STAC Item: band files from its assets, radiometry from its fields."""
     import pystac
-
-    from .product import Product
 
     try:
         item = pystac.Item.from_file(str(path))
