@@ -157,7 +157,9 @@ def run_batch(
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        # "local": a Ray of its own, not whatever cluster a `ray start` left running here (--address auto joins that)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 logging_level="warning")
     try:
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
