@@ -18,7 +18,8 @@ from s2sr.sample import SampleSpec, build_sample_product  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # a Ray of its own ("local"), not a cluster another process started on this machine with `ray start`
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
