@@ -71,3 +71,15 @@ def test_progress_is_one_bar_redrawn_on_a_terminal_and_a_log_line_ends_it():
 def test_bar_of_an_empty_total_is_full():
     reporter = ProgressReporter(lambda _: None, bar=True, clock=iter([0.0, 1.0]).__next__)
     assert reporter.describe(0, 0).startswith("[" + "#" * 24 + "] tile 0/0")
+
+
+def test_without_a_temporary_folder_nothing_is_filtered(capfd, monkeypatch):
+    import tempfile
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_space)
+    with filtered_stderr(lambda line: False):
+        os.write(2, LOADING_NOISE[0].encode())
+    assert capfd.readouterr().err == LOADING_NOISE[0]

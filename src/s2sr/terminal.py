@@ -41,10 +41,23 @@ def is_noise(line: str) -> bool:
 
 @contextmanager
 def filtered_stderr(keep: Callable[[str], bool]) -> Iterator[None]:
-    """Capture file descriptor 2 (where C++ libraries write) and pass on only the lines ``keep`` accepts."""
+    """Capture file descriptor 2 (where C++ libraries write) and pass on only the lines ``keep`` accepts.
+
+    Where it cannot be captured (no descriptor 2, no writable temporary folder) nothing is filtered.
+    """
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
+    try:
+        capture = tempfile.TemporaryFile()
+    except OSError:
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        capture.close()
+        yield
+        return
+    with capture:
         os.dup2(capture.fileno(), 2)
         try:
             yield
