@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 IMAGE ?= localhost/s2sr:latest
 
-.PHONY: install demo test lint bench bench-runtimes bench-product build e2e clean
+.PHONY: install demo test lint bench bench-runtimes bench-product bench-product-4g build e2e clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-runtimes: install
 # One whole 10980 x 10980 product end to end (builds it into out/bench-product once; about half an hour).
 bench-product: install
 	$(PY) bench/whole_product.py
+
+# The same under a hard 4 GiB memory limit with no swap (a cgroup of its own; needs root and cgroup v1 or v2).
+bench-product-4g: install
+	$(PY) bench/whole_product.py --memory-max 4G
 
 build:
 	bash ci/container.sh build $(IMAGE)

@@ -6,12 +6,20 @@ Then runs ``s2sr.superresolve_product`` on it in a fresh process and prints the 
 each stage (read, compute, write, finish COG, STAC Item), and the run's peak resident memory.
 
     python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N] [--device auto|cpu|gpu]
+                                  [--memory-max 4G]
+
+``--memory-max`` runs the product (not the build) in a memory cgroup of its own with that hard limit and no
+swap (cgroup v2 ``memory.max`` and ``memory.swap.max``, or v1 ``memory.limit_in_bytes`` and
+``memory.memsw.limit_in_bytes``; needs root), so a run over the limit is killed by the kernel instead of
+swapping, and prints the cgroup's peak charge (resident memory plus the page cache the run's writes hold)
+beside the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -45,6 +53,55 @@ def build(directory: Path) -> Path:
         bands[name] = np.concatenate([np.concatenate([row, row[::-1]], axis=0)] * 3, axis=0)
     del refl
     return build_sample_product(directory, SampleSpec(size=SIZE, nodata_edge=True), bands=bands)
+
+
+def parse_bytes(text: str) -> int:
+    """``4G``, ``4096M``, ``4294967296``: binary units, as cgroups and ``systemd-run -p MemoryMax`` read them."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+class MemoryCgroup:
+    """A memory cgroup of this process's own (v2 where mounted so, else v1), with a hard limit and no swap."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+        if v2.is_file():
+            own = Path(open("/proc/self/cgroup").read().split("::", 1)[1].strip().lstrip("/"))
+            self.version, parent = 2, Path("/sys/fs/cgroup") / own
+        else:
+            line = next(x for x in open("/proc/self/cgroup") if ":memory:" in x)
+            self.version, parent = 1, Path("/sys/fs/cgroup/memory") / line.split(":memory:", 1)[1].strip().lstrip("/")
+        self.path = parent / f"s2sr-bench-{os.getpid()}"
+        self.path.mkdir()
+        if self.version == 2:
+            (self.path / "memory.max").write_text(str(limit))
+            if (self.path / "memory.swap.max").exists():
+                (self.path / "memory.swap.max").write_text("0")
+        else:
+            (self.path / "memory.limit_in_bytes").write_text(str(limit))
+            if (self.path / "memory.memsw.limit_in_bytes").exists():  # absent where the kernel has no swap accounting
+                (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit))
+
+    def enter(self) -> None:
+        """Move the calling process in (a ``preexec_fn``: the child joins before it runs anything)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def peak(self) -> int:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        return int((self.path / name).read_text()) if (self.path / name).exists() else -1
+
+    def oom_kills(self) -> int:
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        for line in (self.path / name).read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    def remove(self) -> None:
+        self.path.rmdir()
 
 
 def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto") -> dict:
@@ -87,6 +144,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tile-size", type=int, default=None)
     parser.add_argument("--device", default="auto", help="where the nets run: auto, cpu or gpu")
+    parser.add_argument("--memory-max", default=None, help="hard memory limit of the run, e.g. 4G (a cgroup; root)")
     parser.add_argument("--child", nargs=2, metavar=("PRODUCT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from s2sr.pipeline import DEFAULT_TILE_SIZE
@@ -100,11 +158,24 @@ def main() -> int:
     print(f"product: {product.name} ({SIZE} x {SIZE} px at 10 m), built in {time.perf_counter() - start:.0f} s"
           " (0 when it already existed)", flush=True)
     output = args.dir / "whole_product.tif"
-    child = subprocess.run(
-        [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
-         "--tile-size", str(tile_size), "--device", args.device],
-        check=True, stdout=subprocess.PIPE, text=True,
-    )
+    cgroup = MemoryCgroup(parse_bytes(args.memory_max)) if args.memory_max else None
+    try:
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
+             "--tile-size", str(tile_size), "--device", args.device],
+            stdout=subprocess.PIPE, text=True, preexec_fn=cgroup.enter if cgroup else None,
+        )
+        if cgroup is not None:
+            limit = f"under a hard limit of {cgroup.limit / 2**30:.2f} GiB (cgroup v{cgroup.version}, no swap)"
+            print(f"memory cgroup: {limit}; peak charge {cgroup.peak() / 2**30:.2f} GiB (resident memory and the "
+                  f"page cache of the run's files), {cgroup.oom_kills()} OOM kill(s)")
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+    if child.returncode:
+        print(f"the run failed with exit code {child.returncode}" + (" (killed: over the memory limit?)"
+                                                                     if child.returncode < 0 else ""))
+        return 1
     figures = json.loads(child.stdout.strip().splitlines()[-1])
     total = figures["seconds"]
     print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from s2sr.errors import NoInputError, ProductError
+from s2sr.phases import reached
 
 DATA_PATH = "up42.data_path"
 
@@ -95,6 +96,11 @@ def write_output(output_dir: Path, input_fc: dict, features: list[dict]) -> Path
     fc["features"] = features
     path = output_dir / "data.json"
     tmp = path.with_name(f".data.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(fc, indent=2))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(fc, indent=2))
+        reached("data.json staged")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    reached("data.json in place")
     return path

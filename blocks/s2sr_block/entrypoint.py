@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from s2sr.bands import output_bands
-from s2sr.errors import AoiError, NoOutputError, S2srError, exit_code_for
+from s2sr.errors import AoiError, NoOutputError, S2srError, StorageError, exit_code_for
 from s2sr.model import compute_device
+from s2sr.phases import reached
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
 from s2sr.stac_item import item_path
+from s2sr.storage import FIXES, check_folders, storage_faults
 from s2sr.terminal import Terminal, load_keras_quietly
 
 from .datajson import output_feature, read_input, write_output
@@ -44,11 +46,14 @@ def run_block(
     products = [open_product(item.product) for item in items]  # fail on a bad product before any work
     aoi = params.aoi
     bands = output_bands(params.copy_original_bands)
+    check_folders([(output_dir, 0, "the output folder"), (quicklook_dir, 0, "the quicklook folder")])  # writable
     log(f"nets: {compute_device()}")
     written: list[Path] = []
+    made: list[Path] = []  # feature folders this run created
     missed, empty = [], []
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        with storage_faults(output_dir, "the output folder"):
+            output_dir.mkdir(parents=True, exist_ok=True)
         features = []
         for n, (item, product) in enumerate(zip(items, products, strict=True), start=1):
             label = f"feature {n}/{len(items)}"
@@ -62,6 +67,8 @@ def run_block(
             relative = f"{item.feature_id}/{product.name}_SR10m.tif"
             target = output_dir / relative
             extra = {"tile_size": tile_size} if tile_size else {}
+            if not target.parent.exists():
+                made.append(target.parent)
             try:
                 superresolve_product(
                     item.product,
@@ -84,8 +91,10 @@ def run_block(
             written += [target, stac]
             quicklooks = [quicklook_dir / f"{item.feature_id}.png", quicklook_dir / f"{item.feature_id}_sr.png"]
             written += quicklooks
-            write_quicklook(target, quicklooks[0])  # true colour, the platform's convention
-            write_quicklook(target, quicklooks[1], FALSE_COLOUR)  # what super-resolution adds
+            with storage_faults(quicklook_dir, "the quicklook folder"):
+                write_quicklook(target, quicklooks[0])  # true colour, the platform's convention
+                write_quicklook(target, quicklooks[1], FALSE_COLOUR)  # what super-resolution adds
+            reached("quicklooks written")
             feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), json.loads(stac.read_text()))
             feature["properties"]["s2sr.quicklooks"] = [q.name for q in quicklooks]
             features.append(feature)
@@ -93,12 +102,16 @@ def run_block(
             if empty:
                 raise NoOutputError(f"no product holds valid pixels in the AOI ({', '.join(empty)} hold only nodata there)")
             raise AoiError(f"the AOI overlaps none of the {len(items)} product(s); give an AOI inside their footprints")
-        data_json = write_output(output_dir, input_fc, features)
+        with storage_faults(output_dir, "the output folder"):
+            data_json = write_output(output_dir, input_fc, features)  # last: it names only files in place
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
             if path.parent not in (output_dir, quicklook_dir) and path.parent.is_dir() and not any(path.parent.iterdir()):
                 path.parent.rmdir()
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     log(f"wrote {len(features)} file(s) and {data_json}" + (f"; skipped {len(missed) + len(empty)}" if missed or empty else ""))
     return data_json
@@ -122,4 +135,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except S2srError as exc:
         terminal.log(f"error: {exc}")
         return exit_code_for(exc)
+    except OSError as exc:
+        if exc.errno not in FIXES:
+            raise
+        terminal.log(f"error: cannot write {exc.filename or 'a file'}: {FIXES[exc.errno]}")  # one the library did not name
+        return exit_code_for(StorageError(exc.errno, str(exc)))
     return 0

@@ -24,6 +24,7 @@ from typing import Any
 from .bands import output_bands
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
 from .pipeline import DEFAULT_TILE_SIZE
+from .storage import check_folders, storage_faults
 
 SUFFIX = "_SR10m.tif"
 
@@ -140,7 +141,9 @@ def run_batch(
     products = find_inputs(inputs)
     if not products:
         raise NoInputError(f"no products found in {', '.join(map(str, inputs))}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_folders([(output_dir, 0, "the batch's output folder")])  # writable, before Ray starts
+    with storage_faults(output_dir, "the batch's output folder"):
+        output_dir.mkdir(parents=True, exist_ok=True)
     bands = output_bands(options.copy_original_bands)
     records: dict[str, Record] = {}
     todo = []
@@ -214,6 +217,10 @@ def _write_records(output_dir: Path, products: list[Path], records: dict[str, Re
     summary = {s: sum(r["status"] == s for r in rows) for s in ("done", "skipped", "failed", "pending")}
     path = output_dir / "batch.json"
     tmp = path.with_name(f".batch.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"summary": summary, "products": rows}, indent=2))
-    tmp.replace(path)
+    try:
+        with storage_faults(output_dir, "the batch's output folder"):
+            tmp.write_text(json.dumps({"summary": summary, "products": rows}, indent=2))
+            tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -328,13 +328,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in NET_COMMANDS:
         load_keras_quietly(os.environ)
     handlers = {"run": _cmd_run, "batch": _cmd_batch, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
-    from .errors import S2srError, exit_code_for
+    from .errors import S2srError, StorageError, exit_code_for
+    from .storage import FIXES
 
     try:
         return handlers[args.command](args)
     except S2srError as exc:
         _log(f"error: {exc}")
         return exit_code_for(exc)
+    except OSError as exc:  # a fault of the storage the library did not name (it names those it writes)
+        if exc.errno not in FIXES:
+            raise
+        _log(f"error: cannot write {exc.filename or 'a file'}: {FIXES[exc.errno]}")
+        return exit_code_for(StorageError(exc.errno, str(exc)))
 
 
 if __name__ == "__main__":

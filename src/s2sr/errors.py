@@ -34,6 +34,16 @@ class DeviceError(InputParametersError):
     """The device asked for does not exist here: ``gpu`` where the backend sees none (exit code 2)."""
 
 
+class StorageError(S2srError, OSError):
+    """A fault of the machine's storage: a folder that is not writable (read-only, no permission) or has no
+    room (disk full, quota), found before the first tile or met while writing (exit code 7).
+
+    Built with an errno (``StorageError(errno.ENOSPC, message)``) so that code catching ``OSError`` reads it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror or super().__str__())
+
+
 class WeightsError(S2srError, RuntimeError):
     """A weight file or its manifest is missing, corrupt or does not match the model."""
 
@@ -45,6 +55,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (NoInputError, 3),
     (ProductError, 4),
     (NoOutputError, 6),
+    (StorageError, 7),
 )
 
 

@@ -18,11 +18,13 @@ from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import WindowResult, load_nets, read_tile, superresolve_groups
+from .phases import reached
 from .product import ProductReader, open_product
 from .runner import StageTimes, run_tiles
-from .stac_item import write_output_item
+from .stac_item import item_path, stage_output_item, staged_items
+from .storage import MARGIN, check_folders, staging_root, storage_faults
 from .tiling import Window, tiles_covering
-from .writer import CogWriter, to_dn
+from .writer import CogWriter, staging_bytes, to_dn
 
 #: 10 m pixels, a multiple of 6: a tenth of a 10980 px product, so a whole product is 10 x 10 tiles with no
 #: slivers. With the 180 px border a tile reads 1458 px square; every tile pays that border, so fewer tiles
@@ -86,6 +88,7 @@ def superresolve_product(
         if mask is not None and not mask.any():
             raise NoOutputError(f"the AOI covers no pixel of {located.name}")
         tiles = list(tiles_covering(reader.raster, area, tile_size))
+        _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)), stac_item)
         from affine import Affine
 
         tags = {
@@ -127,6 +130,7 @@ def superresolve_product(
                 for i, band in enumerate(bands_out):  # band by band: no float copy of the whole block
                     to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
                 writer.write(block, part.relative_to(area))
+                reached("tile written")
 
             def read_in_thread(window: Window):
                 # rasterio datasets belong to the thread that opened them: each read opens its own
@@ -145,18 +149,68 @@ def superresolve_product(
             )
             if not any(holds_data):  # leaving the writer with an error writes nothing
                 raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")
-    if stac_item:
-        try:
-            write_output_item(
-                output, source=located.source, source_name=located.name, level=located.level,
+            reached("tiles written")
+            item = None if not stac_item else dict(
+                source=located.source, source_name=located.name, level=located.level,
                 sensing_time=located.metadata.sensing_time, version=__version__,
                 weights=[n.manifest for n in (nets.x2, nets.x6) if n is not None],
-                footprint=written_footprint(output, area_of_interest.geometry if area_of_interest and clip_to_aoi else None),
+                aoi=area_of_interest.geometry if area_of_interest and clip_to_aoi else None,
             )
-        except BaseException:
-            output.unlink(missing_ok=True)  # a file without its Item is not an output
-            raise
+            _publish(writer, output, item, times)
     return output
+
+
+# -- the output's files, in the order that leaves a kill at any moment with no output or a whole one
+#    (``phases``): checked, staged under hidden names, the Item renamed into place, the GeoTIFF last.
+
+
+def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
+    """Room and permissions for the staging file and the COG (each at most ``pixel_bytes``, uncompressed with
+    overviews), before the first tile (``storage``), and the leftovers of a killed run of this target
+    removed: an Item staged or renamed without its GeoTIFF."""
+    size = pixel_bytes + MARGIN
+    check_folders([(staging_root(), size, "the staging folder"), (output.parent, size, "the output folder")])
+    if stac_item:
+        with storage_faults(output.parent, "the output folder"):
+            for stale in staged_items(output) + ([] if output.exists() else [item_path(output)]):
+                stale.unlink(missing_ok=True)
+    reached("folders checked")
+
+
+def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTimes) -> None:
+    """Finish the COG under its hidden name, stage its Item, rename the Item into place, the GeoTIFF last.
+
+    A previous output of this target goes first, so that a kill in between never pairs a GeoTIFF with
+    another run's Item. A failure removes the new Item (the writer removes the COG)."""
+    writer.finish()
+    reached("cog staged")
+    if item is None:
+        _replace_output(writer, output)
+        return
+    with times.timing("STAC Item"), storage_faults(output.parent, "the output folder"):
+        aoi = item.pop("aoi")
+        staged = stage_output_item(output, read_from=writer.partial, footprint=written_footprint(writer.partial, aoi),
+                                   **item)
+    try:
+        reached("item staged")
+        _replace_output(writer, output, staged)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        if not output.exists():
+            item_path(output).unlink(missing_ok=True)  # an Item without its GeoTIFF is not an output
+        raise
+
+
+def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None = None) -> None:
+    with storage_faults(output.parent, "the output folder"):
+        if output.exists():
+            output.unlink()
+            reached("old output removed")
+        if staged_item is not None:
+            staged_item.replace(item_path(output))
+            reached("item in place")
+    writer.commit()
+    reached("output in place")
 
 
 def product_footprint(product: str | Path) -> Any | None:

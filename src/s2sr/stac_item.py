@@ -34,17 +34,36 @@ def item_path(tif: Path) -> Path:
     return Path(tif).with_suffix(".json")
 
 
-def write_output_item(
+def write_output_item(tif: Path, **item: Any) -> Path:
+    """Write the Item of ``tif`` beside it (temporary name, then rename) and return its path; ``item``: the
+    keywords of ``stage_output_item``."""
+    staged = stage_output_item(tif, **item)
+    try:
+        staged.replace(item_path(tif))
+    finally:
+        staged.unlink(missing_ok=True)
+    return item_path(tif)
+
+
+def staged_items(tif: Path) -> list[Path]:
+    """Items of ``tif`` staged by runs that were killed before renaming them (the next run removes them)."""
+    path = item_path(tif)
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def stage_output_item(
     tif: Path, *, source: Path, source_name: str, level: str, sensing_time: str, weights: list[Any],
-    footprint: Any | None, version: str,
+    footprint: Any | None, version: str, read_from: Path | None = None,
 ) -> Path:
-    """Write the Item of ``tif`` beside it (temporary name, then rename) and return its path."""
+    """Write the Item of ``tif`` under a hidden name beside it and return that name, for the caller to rename
+    onto ``item_path(tif)`` (before the GeoTIFF itself is renamed into place). ``read_from``: the file to
+    describe, when ``tif`` is not there yet (its finished ``.partial``)."""
     import rasterio
     from rasterio.crs import CRS
 
     from .footprint import as_feature_geometry
 
-    with rasterio.open(tif) as ds:
+    with rasterio.open(read_from or tif) as ds:
         names = [ds.tags(i).get("band") for i in range(1, ds.count + 1)]
         epsg = CRS.from_user_input(ds.crs).to_epsg()
         shape, transform = [ds.height, ds.width], list(ds.transform)[:6]
@@ -91,10 +110,10 @@ def write_output_item(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(item, indent=2))
-        tmp.replace(path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-    return path
+        raise
+    return tmp
 
 
 def _platform(source_name: str) -> str:

@@ -4,15 +4,19 @@ Windows go into an uncompressed tiled staging GeoTIFF in a temporary folder outs
 system's, or ``staging_dir``; a whole product needs 3.6 GB there), and their 2 x 2 averages into its first
 overview (``staging.tif.ovr``), so the full-resolution pixels are never read back to make overviews. On
 commit the coarser overviews are built from that one, and GDAL's COG driver copies the staging file with
-them into a hidden ``.partial`` file beside the target, which is renamed onto the target. A failure removes both temporaries, so the target is either complete or absent. A run killed
-outright (SIGKILL) can leave only a ``.partial`` of its own target in the output folder, and the next
-writer of that target removes it.
+them into a hidden ``.partial`` file beside the target (``finish``), which is renamed onto the target
+(``commit``; leaving the block cleanly does both). Between the two the caller writes what must exist
+before the output does (its STAC Item). A failure removes both temporaries, so the target is either
+complete or absent. A run killed outright (SIGKILL) can leave only a ``.partial`` of its own target in the
+output folder, and the next writer of that target removes it. Faults of the storage (a full disk, a
+read-only folder) are raised as ``StorageError`` naming the folder.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -22,6 +26,7 @@ import numpy as np
 
 from .bands import NODATA_DN, SATURATED_DN, description
 from .runner import StageTimes
+from .storage import short_write, staging_root, storage_faults
 from .tiling import Window
 
 REFLECTANCE_SCALE = 1e-4
@@ -52,6 +57,18 @@ def overview_factors(height: int, width: int, blocksize: int = BLOCKSIZE) -> tup
         height, width = height // 2, width // 2
         factors.append(2 ** (len(factors) + 1))
     return tuple(factors)
+
+
+def tiled_bytes(height: int, width: int, bands: int, blocksize: int = BLOCKSIZE) -> int:
+    """Bytes of the pixels of an uncompressed uint16 GeoTIFF in ``blocksize`` tiles (edge tiles whole)."""
+    return -(-height // blocksize) * -(-width // blocksize) * blocksize**2 * bands * 2
+
+
+def staging_bytes(height: int, width: int, bands: int) -> int:
+    """Disk a ``CogWriter`` of that size needs: the staging file and its overviews, uncompressed; also an upper
+    bound of the COG it makes (compressed tiles of the same pixels)."""
+    levels = [(height, width)] + [(-(-height // f), -(-width // f)) for f in overview_factors(height, width)]
+    return sum(tiled_bytes(h, w, bands) for h, w in levels)
 
 
 def halve(block: np.ndarray) -> np.ndarray:
@@ -130,24 +147,40 @@ class CogWriter:
         self._factors = overview_factors(height, width)
         self._overview = None  # the first overview, written with the windows; None: GDAL's COG driver makes them
         self._times = times if times is not None else StageTimes()
+        self._finished = self._committed = False
+
+    @property
+    def partial(self) -> Path:
+        """The finished COG under its hidden name, until ``commit`` renames it onto the target."""
+        return self._partial
 
     def __enter__(self) -> CogWriter:
+        try:
+            self._open()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _open(self) -> None:
         import rasterio
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.partial.tif*"):
-            stale.unlink(missing_ok=True)  # left by a run of this target that was killed (with GDAL's .ovr.tmp)
-        self._staging_dir = Path(tempfile.mkdtemp(prefix="s2sr-staging-", dir=self._staging_root))
-        self._staging = self._staging_dir / "staging.tif"
-        self._dataset = rasterio.open(self._staging, "w", **self._profile)
-        p = self._profile
-        if self._factors and p["height"] % 2 == 0 and p["width"] % 2 == 0:  # always, at 60 m-aligned extents
-            from affine import Affine
+        with storage_faults(self.path.parent, "the output folder"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for stale in self.path.parent.glob(f".{self.path.name}.*.partial.tif*"):
+                stale.unlink(missing_ok=True)  # left by a run of this target that was killed (with GDAL's .ovr.tmp)
+        root = staging_root(self._staging_root)
+        with storage_faults(root, "the staging folder"):
+            self._staging_dir = Path(tempfile.mkdtemp(prefix="s2sr-staging-", dir=root))
+            self._staging = self._staging_dir / "staging.tif"
+            self._dataset = rasterio.open(self._staging, "w", **self._profile)
+            p = self._profile
+            if self._factors and p["height"] % 2 == 0 and p["width"] % 2 == 0:  # always, at 60 m-aligned extents
+                from affine import Affine
 
-            half = {**p, "height": p["height"] // 2, "width": p["width"] // 2,
-                    "transform": p["transform"] * Affine.scale(2)}
-            self._overview = rasterio.open(self._overview_path, "w", **half)
-        return self
+                half = {**p, "height": p["height"] // 2, "width": p["width"] // 2,
+                        "transform": p["transform"] * Affine.scale(2)}
+                self._overview = rasterio.open(self._overview_path, "w", **half)
 
     @property
     def _overview_path(self) -> Path:
@@ -155,28 +188,52 @@ class CogWriter:
 
     def write(self, data: np.ndarray, window: Window) -> None:
         """Write a (bands, h, w) uint16 block at ``window`` (in output pixel coordinates)."""
-        self._dataset.write(data, window=window.to_rasterio())
-        if self._overview is None:
-            return
-        if any(v % 2 for v in (window.row, window.col, window.height, window.width)):  # off the overview's grid
-            self._overview.close()
-            self._overview = None
-            self._overview_path.unlink()
-            return
-        self._overview.write(halve(data), window=window.scaled(2).to_rasterio())
+        with storage_faults(self._staging_dir, "the staging folder"):
+            self._dataset.write(data, window=window.to_rasterio())
+            if self._overview is None:
+                return
+            if any(v % 2 for v in (window.row, window.col, window.height, window.width)):  # off the overview's grid
+                self._overview.close()
+                self._overview = None
+                self._overview_path.unlink()
+                return
+            self._overview.write(halve(data), window=window.scaled(2).to_rasterio())
+
+    def finish(self) -> Path:
+        """Make the COG from the staging file, under its hidden name beside the target (``partial``)."""
+        with self._times.timing("finish COG"):
+            self._finish()
+        self._finished = True
+        return self._partial
+
+    def commit(self) -> None:
+        """Rename the finished COG onto the target: from here on the output exists."""
+        if not self._finished:
+            self.finish()
+        with storage_faults(self.path.parent, "the output folder"):
+            os.replace(self._partial, self.path)
+        self._committed = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None:
-                with self._times.timing("finish COG"):
-                    self._finish()
+            if exc_type is None and not self._committed:
+                self.commit()
         finally:
             for ds in (self._dataset, self._overview):
                 if ds is not None and not ds.closed:
-                    ds.close()
+                    try:
+                        ds.close()
+                    except Exception:  # its flush fails as the write did (a full disk): that error is raised
+                        pass
             self._partial.unlink(missing_ok=True)
             if self._staging_dir is not None:
                 shutil.rmtree(self._staging_dir, ignore_errors=True)
+
+    def _check_whole(self, path: Path, height: int, width: int) -> None:
+        """GDAL writes the cached blocks when a dataset closes and does not raise when that fails (a full disk):
+        the file's size says whether all of them got there."""
+        if path.stat().st_size < tiled_bytes(height, width, len(self.bands)):
+            raise short_write(self._staging_dir, "the staging folder", path)
 
     def _finish(self) -> None:
         import rasterio
@@ -184,18 +241,22 @@ class CogWriter:
         from rasterio.shutil import copy
 
         ds = self._dataset
-        ds.descriptions = tuple(description(b) for b in self.bands)
-        ds.scales = (REFLECTANCE_SCALE,) * len(self.bands)
-        ds.offsets = (0.0,) * len(self.bands)
-        ds.update_tags(**self._tags)
-        for i, band in enumerate(self.bands, start=1):
-            ds.update_tags(i, band=band)
-        ds.close()
+        with storage_faults(self._staging_dir, "the staging folder"):
+            ds.descriptions = tuple(description(b) for b in self.bands)
+            ds.scales = (REFLECTANCE_SCALE,) * len(self.bands)
+            ds.offsets = (0.0,) * len(self.bands)
+            ds.update_tags(**self._tags)
+            for i, band in enumerate(self.bands, start=1):
+                ds.update_tags(i, band=band)
+            ds.close()
+            self._check_whole(self._staging, self._profile["height"], self._profile["width"])
         with rasterio.Env(GDAL_CACHEMAX=FINISH_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS"):
             if self._overview is not None:
-                self._overview.close()
-                if len(self._factors) > 1:  # the coarser levels, each from the one before (as GDAL does)
-                    with rasterio.open(self._overview_path, "r+") as first:
-                        first.build_overviews([f // 2 for f in self._factors[1:]], Resampling.average)
-            copy(self._staging, self._partial, driver="COG", **COG_OPTIONS)  # uses the staging file's overviews
-        os.replace(self._partial, self.path)
+                with storage_faults(self._staging_dir, "the staging folder"):
+                    self._overview.close()
+                    self._check_whole(self._overview_path, self._overview.height, self._overview.width)
+                    if len(self._factors) > 1:  # the coarser levels, each from the one before (as GDAL does)
+                        with rasterio.open(self._overview_path, "r+") as first:
+                            first.build_overviews([f // 2 for f in self._factors[1:]], Resampling.average)
+            with storage_faults(self.path.parent, "the output folder"):
+                copy(self._staging, self._partial, driver="COG", **COG_OPTIONS)  # uses the staging file's overviews

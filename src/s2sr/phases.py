@@ -1,0 +1,40 @@
+"""Named points of a run where the files it leaves behind change, and a hook to act at each.
+
+The order in which a product run makes its files is what lets a kill at any moment leave either no output
+or a complete one: everything is made under temporary names, the STAC Item is renamed into place before
+the GeoTIFF, and the GeoTIFF, renamed last, is what makes it an output (the block's ``data.json`` comes after
+all of them). Tests set ``hook`` in a subprocess to kill it at each of these points in turn; the library
+itself never sets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: A product run, in order (``old output removed`` only where a previous output of that target exists;
+#: ``tile written`` after every tile).
+PRODUCT_PHASES = (
+    "folders checked",  # room and permissions; nothing written yet
+    "staging open",  # stale temporaries of this target removed, staging file created
+    "tile written",
+    "tiles written",
+    "cog staged",  # the COG complete under a hidden name beside its target
+    "item staged",  # its STAC Item complete under a hidden name
+    "old output removed",  # the previous GeoTIFF of this target (its Item is replaced next)
+    "item in place",
+    "output in place",  # the GeoTIFF renamed onto its target: the output exists, whole
+)
+#: The block, after each product's phases.
+BLOCK_PHASES = (
+    "quicklooks written",
+    "data.json staged",
+    "data.json in place",
+)
+
+#: Called with each phase's name as a run passes it; None (the default) does nothing.
+hook: Callable[[str], None] | None = None
+
+
+def reached(phase: str) -> None:
+    if hook is not None:
+        hook(phase)
