@@ -110,6 +110,7 @@ def superresolve_product(
             tags=tags,
             times=times,
         ) as writer:
+            reached("staging open")
             holds_data: list[bool] = []  # per tile written, from the writer thread
 
             def compute(tile: Window, groups: list) -> WindowResult:
