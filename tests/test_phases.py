@@ -16,7 +16,6 @@ import rasterio
 
 import s2sr
 from s2sr import phases
-from s2sr.bands import output_bands
 from s2sr.batch import is_complete
 from s2sr.sample import SampleSpec, build_sample_product
 from s2sr.stac_item import item_path
