@@ -25,7 +25,7 @@ KILL_AT = """
 import os, signal, sys
 from s2sr import phases
 
-def kill_at(name):
+def kill_at(name, target):
     if name == sys.argv[1]:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -74,7 +74,7 @@ def _outputs(folder: Path) -> dict[str, int]:
 
 def test_a_run_passes_every_phase_in_order(product, tiny_weights, old_output, tmp_path, monkeypatch):
     seen: list[str] = []
-    monkeypatch.setattr(phases, "hook", seen.append)
+    monkeypatch.setattr(phases, "hook", lambda phase, target: seen.append(phase))
     shutil.copytree(old_output.parent, tmp_path / "out")
     s2sr.superresolve_product(product, tmp_path / "out" / "o.tif", weights_dir=tiny_weights, tile_size=36)
     assert [p for i, p in enumerate(seen) if p != "tile written" or seen[i - 1] != p] == list(phases.PRODUCT_PHASES)

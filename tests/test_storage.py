@@ -130,7 +130,7 @@ def test_a_disk_that_fills_up_mid_run_ends_in_one_error_and_leaves_nothing(tmpfs
     monkeypatch.setattr(tempfile, "tempdir", str(staging))
     filled: list[str] = []
 
-    def another_writer(name: str) -> None:
+    def another_writer(name: str, target: Path) -> None:
         if name == phase and not filled:
             _fill(disk)
             filled.append(name)
@@ -175,7 +175,7 @@ import sys
 from s2sr import phases
 from s2sr_block.entrypoint import main
 
-def fill(name):
+def fill(name, target):
     if name != "tiles written":
         return
     with open({str(disk / "ballast")!r}, "wb", buffering=0) as f:

@@ -98,9 +98,9 @@ def write_output(output_dir: Path, input_fc: dict, features: list[dict]) -> Path
     tmp = path.with_name(f".data.json.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(fc, indent=2))
-        reached("data.json staged")
+        reached("data.json staged", path)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
-    reached("data.json in place")
+    reached("data.json in place", path)
     return path

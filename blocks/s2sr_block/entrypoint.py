@@ -94,7 +94,7 @@ def run_block(
             with storage_faults(quicklook_dir, "the quicklook folder"):
                 write_quicklook(target, quicklooks[0])  # true colour, the platform's convention
                 write_quicklook(target, quicklooks[1], FALSE_COLOUR)  # what super-resolution adds
-            reached("quicklooks written")
+            reached("quicklooks written", target)
             feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), json.loads(stac.read_text()))
             feature["properties"]["s2sr.quicklooks"] = [q.name for q in quicklooks]
             features.append(feature)

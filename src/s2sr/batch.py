@@ -2,11 +2,13 @@
 
 Inputs are products (SAFE directory or zip, STAC Item), folders searched for them, or text files listing
 them. Each product is written atomically to ``DIR/<product name>_SR10m.tif`` with its STAC Item; a bad
-product is recorded with its error and the exit code the block would give, and the batch goes on; a worker
-process that dies is restarted by Ray and its product retried. ``DIR/batch.json`` records every product
-(input, status, output, seconds, error) and is rewritten after each one, so a batch run again skips the
-products whose output is complete (checked: the file opens, holds the expected bands of that product, and
-its Item is there) and redoes the rest.
+product is recorded with its error and the exit code the block would give, and the batch goes on. A worker
+that is lost (its process killed, out of memory, or its node gone from the cluster) is replaced and its
+product handed to another worker, at most ``ATTEMPTS`` times before it is recorded as failed; a product the
+lost worker had already written (its output complete) is not written again. ``DIR/batch.json`` records
+every product (input, status, output, seconds, error, attempts) and is rewritten after each one, so a batch
+run again skips the products whose output is complete (checked: the file opens, holds the expected bands of
+that product, and its Item is there) and redoes the rest.
 
 Ray (``pip install s2sr[batch]``) is imported only here and only when a batch runs.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +30,12 @@ from .pipeline import DEFAULT_TILE_SIZE
 from .storage import check_folders, storage_faults
 
 SUFFIX = "_SR10m.tif"
+#: Workers one product may lose (each a killed process, an out-of-memory kill or a lost node) before it is
+#: recorded as failed instead of tried again.
+ATTEMPTS = 3
+#: With no product running, how long the batch waits for a worker to start (a replacement may never find
+#: room on a cluster that lost nodes) before the products left are recorded as failed.
+START_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class Record:
     seconds: float = 0.0
     error: str | None = None
     exit_code: int = 0
+    attempts: int = 1  # workers it was given to (more than one where a worker was lost)
 
 
 def find_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -170,10 +180,10 @@ def run_batch(
         count = max(1, min(count, len(todo)))
         per_worker = {"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // count)}
         log(f"{count} worker(s) on Ray ({cpus} CPUs, {gpus} GPUs)")
-        worker_cls = ray.remote(max_restarts=3, max_task_retries=3, **per_worker)(_Worker)
-        pool = ray.util.ActorPool([worker_cls.remote(str(output_dir), options) for _ in range(count)])
         finished = 0
-        for record in pool.map_unordered(lambda actor, p: actor.process.remote(str(p)), todo):
+
+        def on_record(record: Record) -> None:
+            nonlocal finished
             records[record.input] = record
             finished += 1
             _write_records(output_dir, products, records)
@@ -181,10 +191,105 @@ def run_batch(
                                                                  else f" (exit {record.exit_code}): {record.error}"))
             if progress is not None:
                 progress(finished, len(todo))
+
+        worker_cls = ray.remote(max_restarts=0, max_task_retries=0, **per_worker)(_Worker)
+        _run_pool(ray, lambda: worker_cls.remote(str(output_dir), options), count, todo,
+                  lambda p: _complete_output(p, output_dir, bands), on_record, log)
     finally:
         if started_here:
             ray.shutdown()
     return [records[str(p)] for p in products]
+
+
+def _run_pool(ray: Any, new_worker: Callable[[], Any], count: int, todo: list[Path],
+              complete: Callable[[Path], Path | None], on_record: Callable[[Record], None],
+              log: Callable[[str], None]) -> None:
+    """Hand ``todo`` to ``count`` workers, one product each at a time, and ``on_record`` each result.
+
+    Ray's own retries cannot be used: an actor restarted where its node is gone waits for room that may never
+    come, and its calls with it. Here a lost worker is killed and replaced (the replacement takes work only
+    once it has started), and its product is given to the next free worker, up to ``ATTEMPTS`` workers."""
+    from ray.exceptions import RayError, RayTaskError
+
+    pending = deque(todo)
+    tries: dict[Path, int] = {}
+    idle: list[Any] = []
+    starting: dict[Any, Any] = {}  # ready() reference -> worker
+    running: dict[Any, tuple[Any, Path, float]] = {}  # process() reference -> worker, product, start
+    failed_starts = 0
+
+    def start() -> None:
+        worker = new_worker()
+        starting[worker.ready.remote()] = worker
+
+    for _ in range(count):
+        start()
+    try:
+        while pending or running:
+            while idle and pending:
+                worker, product = idle.pop(), pending.popleft()
+                tries[product] = tries.get(product, 0) + 1
+                running[worker.process.remote(str(product))] = (worker, product, time.monotonic())
+            ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=START_TIMEOUT_S)
+            if not ready:
+                if running:
+                    continue  # products take long; the workers are busy
+                reason = f"no Ray worker could start within {START_TIMEOUT_S} s (the cluster has no room for one)"
+                for product in pending:
+                    on_record(Record(str(product), "failed", None, 0.0, reason, 1, tries.get(product, 0)))
+                return
+            ref = ready[0]
+            if ref in starting:
+                worker = starting.pop(ref)
+                try:
+                    ray.get(ref)
+                    idle.append(worker)
+                except RayError as exc:
+                    failed_starts += 1
+                    if failed_starts > count * ATTEMPTS:  # workers that cannot start at all (a broken install)
+                        for product in pending:
+                            on_record(Record(str(product), "failed", None, 0.0, f"Ray workers fail to start: "
+                                             f"{_first_line(exc)}", 1, tries.get(product, 0)))
+                        return
+                    start()
+                continue
+            worker, product, began = running.pop(ref)
+            try:
+                record = ray.get(ref)
+                idle.append(worker)
+            except RayTaskError as exc:  # process() raised after all (it records every error): a bug, recorded
+                record = Record(str(product), "failed", None, round(time.monotonic() - began, 2), _first_line(exc), 1)
+                idle.append(worker)
+            except RayError as exc:  # the worker is lost: its process, or its node
+                _kill(ray, worker)
+                start()
+                done = complete(product)
+                if done is not None:  # it had written the product before it was lost
+                    record = Record(str(product), "done", str(done), round(time.monotonic() - began, 2))
+                elif tries[product] < ATTEMPTS:
+                    log(f"{product.name}: its Ray worker was lost ({_first_line(exc)}); trying again")
+                    pending.appendleft(product)
+                    continue
+                else:
+                    record = Record(str(product), "failed", None, round(time.monotonic() - began, 2),
+                                    f"lost its Ray worker {ATTEMPTS} times (killed, out of memory, or its node gone); "
+                                    f"last: {_first_line(exc)}", 1)
+            on_record(Record(**{**asdict(record), "attempts": tries[product]}))
+    finally:
+        for worker in [*idle, *starting.values(), *(w for w, _, _ in running.values())]:
+            _kill(ray, worker)
+
+
+def _kill(ray: Any, worker: Any) -> None:
+    try:
+        ray.kill(worker, no_restart=True)
+    except Exception:  # already gone with its node
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 class _Worker:
@@ -197,6 +302,10 @@ class _Worker:
         weights = Path(options.weights_dir) if options.weights_dir else None
         for level in ("L1C", "L2A"):
             load_nets(level, True, weights, device=options.device)
+
+    def ready(self) -> bool:
+        """Answers once the nets are loaded: the worker takes products from then on."""
+        return True
 
     def process(self, product: str) -> Record:
         return process(Path(product), self.output_dir, self.options)

@@ -10,6 +10,7 @@ itself never sets it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 #: A product run, in order (``old output removed`` only where a previous output of that target exists;
 #: ``tile written`` after every tile).
@@ -31,10 +32,11 @@ BLOCK_PHASES = (
     "data.json in place",
 )
 
-#: Called with each phase's name as a run passes it; None (the default) does nothing.
-hook: Callable[[str], None] | None = None
+#: Called with each phase's name and the run's target (the output GeoTIFF; the block's data.json) as a run
+#: passes it; None (the default) does nothing.
+hook: Callable[[str, Path], None] | None = None
 
 
-def reached(phase: str) -> None:
+def reached(phase: str, target: Path) -> None:
     if hook is not None:
-        hook(phase)
+        hook(phase, target)

@@ -110,7 +110,7 @@ def superresolve_product(
             tags=tags,
             times=times,
         ) as writer:
-            reached("staging open")
+            reached("staging open", output)
             holds_data: list[bool] = []  # per tile written, from the writer thread
 
             def compute(tile: Window, groups: list) -> WindowResult:
@@ -131,7 +131,7 @@ def superresolve_product(
                 for i, band in enumerate(bands_out):  # band by band: no float copy of the whole block
                     to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
                 writer.write(block, part.relative_to(area))
-                reached("tile written")
+                reached("tile written", output)
 
             def read_in_thread(window: Window):
                 # rasterio datasets belong to the thread that opened them: each read opens its own
@@ -150,7 +150,7 @@ def superresolve_product(
             )
             if not any(holds_data):  # leaving the writer with an error writes nothing
                 raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")
-            reached("tiles written")
+            reached("tiles written", output)
             item = None if not stac_item else dict(
                 source=located.source, source_name=located.name, level=located.level,
                 sensing_time=located.metadata.sensing_time, version=__version__,
@@ -175,7 +175,7 @@ def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
         with storage_faults(output.parent, "the output folder"):
             for stale in staged_items(output) + ([] if output.exists() else [item_path(output)]):
                 stale.unlink(missing_ok=True)
-    reached("folders checked")
+    reached("folders checked", output)
 
 
 def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTimes) -> None:
@@ -184,7 +184,7 @@ def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTim
     A previous output of this target goes first, so that a kill in between never pairs a GeoTIFF with
     another run's Item. A failure removes the new Item (the writer removes the COG)."""
     writer.finish()
-    reached("cog staged")
+    reached("cog staged", output)
     if item is None:
         _replace_output(writer, output)
         return
@@ -193,7 +193,7 @@ def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTim
         staged = stage_output_item(output, read_from=writer.partial, footprint=written_footprint(writer.partial, aoi),
                                    **item)
     try:
-        reached("item staged")
+        reached("item staged", output)
         _replace_output(writer, output, staged)
     except BaseException:
         staged.unlink(missing_ok=True)
@@ -206,12 +206,12 @@ def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None = 
     with storage_faults(output.parent, "the output folder"):
         if output.exists():
             output.unlink()
-            reached("old output removed")
+            reached("old output removed", output)
         if staged_item is not None:
             staged_item.replace(item_path(output))
-            reached("item in place")
+            reached("item in place", output)
     writer.commit()
-    reached("output in place")
+    reached("output in place", output)
 
 
 def product_footprint(product: str | Path) -> Any | None:
