@@ -53,11 +53,11 @@ def _stall_once(marker: str):
             if phase != "tile written":
                 return
             try:
-                fd = os.open(marker + ".tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.close(os.open(marker + ".first", os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # only the first one
             except FileExistsError:
                 return
-            os.write(fd, ray.get_runtime_context().get_node_id().encode())
-            os.close(fd)
+            with open(marker + ".tmp", "w") as f:
+                f.write(ray.get_runtime_context().get_node_id())
             os.rename(marker + ".tmp", marker)
             while True:
                 time.sleep(1)
