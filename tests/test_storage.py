@@ -205,3 +205,44 @@ def test_batch_exits_7_on_a_read_only_output_folder(tmpfs, build_product, tmp_pa
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 7, proc.stderr
     assert f"cannot write to the batch's output folder {readonly / 'batch'}: read-only filesystem" in _one_error_line(proc.stderr)
+
+
+def test_a_folder_without_write_permission_is_eacces(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the check as another user (root itself bypasses permissions)")
+    shared = Path(tempfile.mkdtemp(prefix="s2sr-eacces-", dir="/tmp"))
+    target = shared / "locked" / "out"
+    try:
+        os.chmod(shared, 0o755)
+        (shared / "locked").mkdir(mode=0o555)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: user nobody, the library already imported
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                check_folders([(target, 0, "the output folder")])
+                message = "no error"
+            except BaseException as exc:
+                message = f"{type(exc).__name__} {getattr(exc, 'errno', None)} {exc}"
+            os.write(write, message.encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as answer:
+            message = answer.read()
+        assert message == (f"StorageError {errno.EACCES} cannot write to the output folder {target}: permission denied; "
+                           "make it writable for this user or write elsewhere")
+    finally:
+        (shared / "locked").rmdir()
+        shared.rmdir()
+
+
+@pytest.mark.parametrize("code", [errno.EDQUOT, errno.EFBIG, errno.EIO])
+def test_every_storage_errno_is_named(tmp_path, code):
+    from s2sr.storage import as_storage_error
+
+    fault = as_storage_error(OSError(code, os.strerror(code), str(tmp_path / "x")), tmp_path, "the output folder")
+    assert isinstance(fault, StorageError) and fault.errno == code and exit_code_for(fault) == 7
+    assert str(fault).startswith(f"cannot write to the output folder {tmp_path}: ")
+    assert as_storage_error(OSError(errno.ENOENT, "missing"), tmp_path, "the output folder") is None  # not the machine's
