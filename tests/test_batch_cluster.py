@@ -57,7 +57,7 @@ def _stall_once(marker: str):
             except FileExistsError:
                 return
             with open(marker + ".tmp", "w") as f:
-                f.write(ray.get_runtime_context().get_node_id())
+                f.write(f"{ray.get_runtime_context().get_node_id()} {target.name}")
             os.rename(marker + ".tmp", marker)
             while True:
                 time.sleep(1)
@@ -96,7 +96,7 @@ def test_a_lost_worker_node_costs_nothing(two_node_cluster, tmp_path, capsys):
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not os.path.exists(marker):
             time.sleep(0.1)
-        node_id = Path(marker).read_text()
+        node_id, _ = Path(marker).read_text().split()
         node = next(n for n in nodes if n.node_id == node_id)
         cluster.remove_node(node)  # its raylet and its workers are killed, mid-product
         removed.append(node_id)
@@ -114,7 +114,10 @@ def test_a_lost_worker_node_costs_nothing(two_node_cluster, tmp_path, capsys):
     assert report["summary"] == {"done": 6, "skipped": 0, "failed": 0, "pending": 0}
     rows = report["products"]
     assert sorted(r["input"] for r in rows) == sorted(str(p.resolve()) for p in products)  # each once
-    assert sorted(r["attempts"] for r in rows) == [1, 1, 1, 1, 1, 2]  # the lost product given to one other worker
+    lost = Path(marker).read_text().split()[1].removesuffix("_SR10m.tif")
+    attempts = {Path(r["input"]).stem: r["attempts"] for r in rows}
+    assert 2 <= attempts.pop(lost) <= ATTEMPTS  # given to another worker (more, where a test of another session
+    assert all(1 <= a <= ATTEMPTS for a in attempts.values())  # on this machine kills _Worker processes too)
     written = sorted(out.glob("*_SR10m.tif"))
     assert len(written) == 6 and all(is_complete(p, output_bands(True)) for p in written)
     assert sorted(r["output"] for r in rows) == [str(p) for p in written]
