@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 IMAGE ?= localhost/s2sr:latest
 
-.PHONY: install demo test lint bench bench-runtimes bench-product bench-product-4g build e2e clean
+.PHONY: install demo test lint bench bench-runtimes bench-product bench-product-4g bench-precision build e2e clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,13 +33,18 @@ bench: install
 bench-runtimes: install
 	$(PY) bench/runtimes.py
 
-# One whole 10980 x 10980 product end to end (builds it into out/bench-product once; about half an hour).
+# One whole 10980 x 10980 product end to end, float32 then auto precision (builds it into out/bench-product once;
+# about 40 min on 2 cores; --concurrent runs both at once, for a shared machine).
 bench-product: install
 	$(PY) bench/whole_product.py
 
 # The same under a hard 4 GiB memory limit with no swap (a cgroup of its own; needs root and cgroup v1 or v2).
 bench-product-4g: install
 	$(PY) bench/whole_product.py --memory-max 4G
+
+# bfloat16 against float32 nets by what users get: the evaluation's pooled ratios, |bf16 - f32| per band (../shared/data).
+bench-precision: install
+	$(PY) bench/precision_fidelity.py
 
 build:
 	bash ci/container.sh build $(IMAGE)

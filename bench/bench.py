@@ -4,12 +4,17 @@ Runs one production-size tile (996 px core + border) through every stage of infe
 stage's seconds per Mpx of output (nodata fill and upsampling, the nets, the regression, the projection,
 DN conversion), then the whole tile through the library, peak resident memory, and the projected time of a
 whole 10980 x 10980 product; then the full pipeline on a 600 px synthetic product (JP2 read, COG write).
+The nets run in the default precision (``auto``: bfloat16 where the CPU runs it natively); the one-tile run
+(each precision in a fresh process, for its own peak memory) and the nets' seconds per Mpx (the two
+precisions alternated in one process) are also shown for float32 against auto.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,21 +32,13 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def stage_costs(nets, tile: int) -> tuple[dict[str, dict[str, float]], np.ndarray]:
-    """Seconds per Mpx of output of each phase of one tile, as the library runs it (``superresolve_groups``
-    with its stage times), for a tile inside the swath (most of a product's; best of two runs) and one with a
-    swath edge across it (the fill's worst case), and the nets' FLOP/s (their best run) against the matmul
-    rate measured right after. Also returns the interior tile's DN block, for the COG figure."""
-    from runtimes import matmul_rate, net_flops
-
-    from s2sr.inference import BandGroup, net_crop, superresolve_groups
+def tile_groups(nets, tile: int) -> dict[str, list]:
+    """The groups of one tile with the border ``nets`` need: inside the swath, and with a swath edge across it."""
+    from s2sr.inference import BandGroup
     from s2sr.resample import block_mean
-    from s2sr.runner import StageTimes
     from s2sr.sample import SampleSpec, _reflectance
-    from s2sr.writer import to_dn
 
-    border = nets.border
-    side = tile + 2 * border
+    side = tile + 2 * nets.border
     refl = _reflectance(SampleSpec(size=side)) * 10000
     inside = [refl[[1, 2, 3, 7]], block_mean(refl[[4, 5, 6, 8, 11, 12]], 2), block_mean(refl[[0, 9]], 6)]
     edge = [a.copy() for a in inside]
@@ -49,8 +46,62 @@ def stage_costs(nets, tile: int) -> tuple[dict[str, dict[str, float]], np.ndarra
         f = side // a.shape[-1]
         r, c = np.indices(a.shape[1:])
         a[:, (r + c) * f > 1.5 * side] = 0
-    groups = {name: [BandGroup.from_dn(np.rint(a)) for a in arrays]
-              for name, arrays in (("inside the swath", inside), ("a swath edge across it", edge))}
+    return {name: [BandGroup.from_dn(np.rint(a)) for a in arrays]
+            for name, arrays in (("inside the swath", inside), ("a swath edge across it", edge))}
+
+
+def precision_costs(tile: int, rounds: int = 3) -> None:
+    """The nets' seconds per Mpx of output, float32 against auto, on the same tile, the two alternated."""
+    from s2sr.inference import superresolve_groups
+    from s2sr.model import compute_device
+    from s2sr.runner import StageTimes
+
+    nets = {p: load_nets("L2A", True, precision=p) for p in ("float32", "auto")}
+    groups = tile_groups(nets["auto"], tile)["inside the swath"]
+    mpx = tile * tile / 1e6
+    best = {p: float("inf") for p in nets}
+    outputs = {}
+    for n in range(rounds + 1):  # the first round warms up
+        for p, those in nets.items():
+            times = StageTimes()
+            outputs[p] = superresolve_groups(those, *groups, border=those.border, times=times)
+            if n:
+                best[p] = min(best[p], times.seconds["nets"] / mpx)
+    diff = max(float(np.abs(getattr(outputs["auto"], g) - getattr(outputs["float32"], g)).max()) for g in ("b20", "b60"))
+    print(f"nets of one {tile} px tile, float32 and auto alternated, best of {rounds}:")
+    for p, per_mpx in best.items():
+        print(f"  {p:8s} {per_mpx:6.2f} s/Mpx  ({compute_device('auto', p)})")
+    print(f"  auto {best['float32'] / best['auto']:.2f}x as fast as float32; largest |auto - float32| of the tile's "
+          f"output {diff:.1f} DN")
+
+
+def one_tile(precision: str) -> dict:
+    """One production tile through the library in this process: seconds, and the peak memory it takes."""
+    tile = DEFAULT_TILE_SIZE
+    rng = np.random.default_rng(0)
+    b10 = rng.integers(200, 4000, (4, tile, tile)).astype(np.uint16)
+    b20 = rng.integers(200, 4000, (6, tile // 2, tile // 2)).astype(np.uint16)
+    b60 = rng.integers(200, 4000, (2, tile // 6, tile // 6)).astype(np.uint16)
+    s2sr.superresolve(b10[:, :48, :48], b20[:, :24, :24], b60[:, :8, :8], precision=precision)  # warm-up
+    start = time.perf_counter()
+    s2sr.superresolve(b10, b20, b60, tile_size=tile, precision=precision)  # its border mirrored as at a product edge
+    return {"seconds": time.perf_counter() - start, "peak_rss_gib": peak_rss_gib()}
+
+
+def stage_costs(nets, tile: int) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """Seconds per Mpx of output of each phase of one tile, as the library runs it (``superresolve_groups``
+    with its stage times), for a tile inside the swath (most of a product's; best of two runs) and one with a
+    swath edge across it (the fill's worst case), and the nets' FLOP/s (their best run) against the matmul
+    rate measured right after. Also returns the interior tile's DN block, for the COG figure."""
+    from runtimes import matmul_rate, net_flops
+
+    from s2sr.inference import net_crop, superresolve_groups
+    from s2sr.runner import StageTimes
+    from s2sr.writer import to_dn
+
+    border = nets.border
+    side = tile + 2 * border
+    groups = tile_groups(nets, tile)
     superresolve_groups(nets, *groups["inside the swath"], border=border)  # warm start
     mpx = tile * tile / 1e6
     costs: dict[str, dict[str, float]] = {}
@@ -112,23 +163,26 @@ def cog_write_cost(block: np.ndarray, repeat: int = 4) -> float:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--one-tile"]:
+        print(json.dumps(one_tile(sys.argv[2])))
+        return 0
+    from s2sr.model import compute_device
+
     nets = load_nets("L2A", True)
     arch = nets.x2.manifest.architecture
     tile = DEFAULT_TILE_SIZE
     side = tile + 2 * nets.border
-    rng = np.random.default_rng(0)
-    b10 = rng.integers(200, 4000, (4, tile, tile)).astype(np.uint16)
-    b20 = rng.integers(200, 4000, (6, tile // 2, tile // 2)).astype(np.uint16)
-    b60 = rng.integers(200, 4000, (2, tile // 6, tile // 6)).astype(np.uint16)
-    s2sr.superresolve(b10[:, :48, :48], b20[:, :24, :24], b60[:, :8, :8])  # warm-up
-    start = time.perf_counter()
-    s2sr.superresolve(b10, b20, b60, tile_size=tile)  # one tile, its border mirrored as at a product edge
-    seconds = time.perf_counter() - start
     tiles_per_product = (-(-10980 // tile)) ** 2
-    print(f"nets: {arch.features} features, {arch.blocks} blocks; tile {tile} px + {nets.border} px border")
-    print(f"one tile ({side} x {side} px read, {tile} x {tile} px out): {seconds:.1f} s, {tile * tile / seconds / 1e6:.3f} Mpx/s")
-    print(f"whole 10980 x 10980 product ({tiles_per_product} tiles): about {seconds * tiles_per_product / 60:.0f} min here")
-    print(f"peak resident memory after one tile: {peak_rss_gib():.2f} GiB")
+    print(f"nets: {arch.features} features, {arch.blocks} blocks; tile {tile} px + {nets.border} px border; "
+          f"{compute_device()}")
+    for precision in ("float32", "auto"):
+        child = subprocess.run([sys.executable, __file__, "--one-tile", precision], check=True, stdout=subprocess.PIPE, text=True)
+        run = json.loads(child.stdout.strip().splitlines()[-1])
+        seconds = run["seconds"]
+        print(f"{precision:8s} one tile ({side} x {side} px read, {tile} x {tile} px out): {seconds:.1f} s, "
+              f"{tile * tile / seconds / 1e6:.3f} Mpx/s; whole 10980 x 10980 product ({tiles_per_product} tiles): "
+              f"about {seconds * tiles_per_product / 60:.0f} min here; peak resident memory {run['peak_rss_gib']:.2f} GiB")
+    precision_costs(tile)
     costs, dn_block = stage_costs(nets, tile)
     cog_per_mpx = cog_write_cost(dn_block)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2sr.model import build_dsen2, load_net
+from s2sr.model import load_net
 from s2sr.resample import upsample
 
 PRODUCT_SIDE = 10980
@@ -28,17 +28,9 @@ def flops_per_pixel(features: int, blocks: int, cin: int, cout: int) -> int:
 
 
 def nets(weights_dir: Path | None, precision: str):
-    import keras
-
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
-    out = []
-    for name in ("dsen2_x2", "dsen2_x6"):
-        ref = load_net(name, weights_dir)
-        model = build_dsen2(ref.manifest.scale, ref.manifest.architecture)
-        model.set_weights(ref.model.get_weights())
-        out.append((ref.manifest, model))
-    keras.mixed_precision.set_global_policy("float32")
-    return out
+    """The two nets as the library builds them in ``precision`` (bfloat16: the residual blocks, see build_dsen2)."""
+    return [(net.manifest, net.model) for net in (load_net(name, weights_dir, precision=precision)
+                                                  for name in ("dsen2_x2", "dsen2_x6"))]
 
 
 def inputs_for(scale: int, batch: int, side: int, rng) -> list[np.ndarray]:

@@ -6,7 +6,12 @@ Then runs ``s2sr.superresolve_product`` on it in a fresh process and prints the 
 each stage (read, compute, write, finish COG, STAC Item), and the run's peak resident memory.
 
     python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N] [--device auto|cpu|gpu]
-                                  [--memory-max 4G]
+                                  [--memory-max 4G] [--precision float32 auto] [--concurrent]
+
+By default the product runs once per precision, float32 then auto (bfloat16 where it is native), each in a
+fresh process, and the nets' and the whole product's ratio of auto against float32 are printed;
+``--concurrent`` runs the precisions' processes at the same time (each its own output), so that on a machine
+shared with other work both see the same load.
 
 ``--memory-max`` runs the product (not the build) in a memory cgroup of its own with that hard limit and no
 swap (cgroup v2 ``memory.max`` and ``memory.swap.max``, or v1 ``memory.limit_in_bytes`` and
@@ -104,7 +109,7 @@ class MemoryCgroup:
         self.path.rmdir()
 
 
-def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto") -> dict:
+def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto", precision: str = "auto") -> dict:
     """One product run in this process; returns its figures."""
     import s2sr
     from s2sr.runner import StageTimes
@@ -120,16 +125,19 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
         if done == total:
             tiling_rss[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if done == total or now - last[0] > 120:
-            print(f"  {done}/{total} tiles after {(now - start) / 60:.1f} min", file=sys.stderr, flush=True)
+            nets = times.seconds.get("nets", 0.0)  # so that a run cut short still says where its time went
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            print(f"  {precision}: {done}/{total} tiles after {(now - start) / 60:.1f} min, nets {nets:.0f} s "
+                  f"({nets / max(done, 1):.1f} s per tile), peak RSS {rss:.2f} GiB", file=sys.stderr, flush=True)
             last[0] = now
 
-    s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, device=device, progress=progress,
-                              stage_times=times)
+    s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, device=device, precision=precision,
+                              progress=progress, stage_times=times)
     seconds = time.perf_counter() - start
     from s2sr.model import compute_device
 
     return {
-        "nets_on": compute_device(device),
+        "nets_on": compute_device(device, precision),
         "seconds": seconds,
         "stages": times.seconds,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -145,45 +153,78 @@ def main() -> int:
     parser.add_argument("--tile-size", type=int, default=None)
     parser.add_argument("--device", default="auto", help="where the nets run: auto, cpu or gpu")
     parser.add_argument("--memory-max", default=None, help="hard memory limit of the run, e.g. 4G (a cgroup; root)")
+    parser.add_argument("--precision", nargs="+", default=["float32", "auto"], choices=("auto", "float32", "bfloat16"),
+                        help="precisions to run, one fresh process each, in this order (default: float32 auto)")
+    parser.add_argument("--concurrent", action="store_true", help="run the precisions at the same time")
     parser.add_argument("--child", nargs=2, metavar=("PRODUCT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from s2sr.pipeline import DEFAULT_TILE_SIZE
 
     tile_size = args.tile_size or DEFAULT_TILE_SIZE
     if args.child:
-        print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size, args.device)))
+        print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size, args.device,
+                             args.precision[0])))
         return 0
     start = time.perf_counter()
     product = build(args.dir)
     print(f"product: {product.name} ({SIZE} x {SIZE} px at 10 m), built in {time.perf_counter() - start:.0f} s"
           " (0 when it already existed)", flush=True)
-    output = args.dir / "whole_product.tif"
-    cgroup = MemoryCgroup(parse_bytes(args.memory_max)) if args.memory_max else None
-    try:
-        child = subprocess.run(
+    runs: dict[str, dict] = {}
+    cgroups = {p: MemoryCgroup(parse_bytes(args.memory_max)) if args.memory_max else None for p in args.precision}
+
+    def start(precision: str) -> subprocess.Popen:
+        output = args.dir / f"whole_product_{precision}.tif"
+        cgroup = cgroups[precision]
+        return subprocess.Popen(
             [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
-             "--tile-size", str(tile_size), "--device", args.device],
+             "--tile-size", str(tile_size), "--device", args.device, "--precision", precision],
             stdout=subprocess.PIPE, text=True, preexec_fn=cgroup.enter if cgroup else None,
         )
+
+    def finish(precision: str, child: subprocess.Popen) -> bool:
+        out, _ = child.communicate()
+        cgroup = cgroups[precision]
         if cgroup is not None:
             limit = f"under a hard limit of {cgroup.limit / 2**30:.2f} GiB (cgroup v{cgroup.version}, no swap)"
-            print(f"memory cgroup: {limit}; peak charge {cgroup.peak() / 2**30:.2f} GiB (resident memory and the "
-                  f"page cache of the run's files), {cgroup.oom_kills()} OOM kill(s)")
+            print(f"memory cgroup ({precision}): {limit}; peak charge {cgroup.peak() / 2**30:.2f} GiB (resident memory "
+                  f"and the page cache of the run's files), {cgroup.oom_kills()} OOM kill(s)")
+        if child.returncode:
+            print(f"the {precision} run failed with exit code {child.returncode}"
+                  + (" (killed: over the memory limit?)" if child.returncode < 0 else ""))
+            return False
+        figures = runs[precision] = json.loads(out.strip().splitlines()[-1])
+        total = figures["seconds"]
+        print(f"precision {precision}, nets: {figures['nets_on']}")
+        print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "
+              f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB)")
+        for stage, seconds in figures["stages"].items():
+            print(f"  {stage:12s} {seconds:8.1f} s  {100 * seconds / total:5.1f} %")
+        print(f"peak resident memory of the run: {figures['peak_rss_gib']:.2f} GiB "
+              f"({figures['peak_rss_tiling_gib']:.2f} GiB until the last tile, before the COG is finished)", flush=True)
+        return True
+
+    try:
+        if args.concurrent:
+            children = {precision: start(precision) for precision in args.precision}
+            done = [finish(precision, child) for precision, child in children.items()]
+        else:
+            done = [finish(precision, start(precision)) for precision in args.precision]
     finally:
-        if cgroup is not None:
-            cgroup.remove()
-    if child.returncode:
-        print(f"the run failed with exit code {child.returncode}" + (" (killed: over the memory limit?)"
-                                                                     if child.returncode < 0 else ""))
+        for cgroup in cgroups.values():
+            if cgroup is not None:
+                cgroup.remove()
+    if not all(done):
         return 1
-    figures = json.loads(child.stdout.strip().splitlines()[-1])
-    total = figures["seconds"]
-    print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "
-          f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB)")
-    for stage, seconds in figures["stages"].items():
-        print(f"  {stage:12s} {seconds:8.1f} s  {100 * seconds / total:5.1f} %")
-    print(f"peak resident memory of the run: {figures['peak_rss_gib']:.2f} GiB "
-          f"({figures['peak_rss_tiling_gib']:.2f} GiB until the last tile, before the COG is finished)")
+    first, *others = args.precision
+    mpx = SIZE * SIZE / 1e6
+    for precision in args.precision:
+        f = runs[precision]
+        print(f"{precision:8s}: nets {f['stages']['nets']:7.1f} s ({f['stages']['nets'] / mpx:.2f} s/Mpx), whole product "
+              f"{f['seconds'] / 60:5.1f} min, peak RSS {f['peak_rss_gib']:.2f} GiB")
+    for precision in others:
+        a, b = runs[first], runs[precision]
+        print(f"{precision} against {first}, same run: nets {a['stages']['nets'] / b['stages']['nets']:.2f}x faster, "
+              f"whole product {a['seconds'] / b['seconds']:.2f}x faster")
     return 0
 
 

@@ -33,6 +33,7 @@ def test_defaults_match_the_manifest():
         ({"clip_to_aoi": True, "intersects": {"type": "Point", "coordinates": [0, 0]}}, "Point; give a Polygon"),
         ({"clip_to_aoi": "yes", "bbox": [0, 0, 1, 1]}, "clip_to_aoi must be true or false"),
         ({"clip_to_aoi": False, "zoom": 3}, "unknown parameter"),
+        ({"precision": "float16"}, "precision must be one of auto, float32, bfloat16, got 'float16'"),
     ],
 )
 def test_bad_parameters_say_what_to_change(params, match):
@@ -47,6 +48,7 @@ def test_parameters_parse():
     p = BlockParameters.from_json('{"bbox": [13.3, 52.4, 13.5, 52.6], "clip_to_aoi": true, "copy_original_bands": false, "intersects": null}')
     assert p.bbox == (13.3, 52.4, 13.5, 52.6) and p.clip_to_aoi and not p.copy_original_bands
     assert p.aoi.bounds == (13.3, 52.4, 13.5, 52.6)
+    assert BlockParameters.from_json('{"precision": "float32"}').precision == "float32"
 
 
 def _input_dir(tmp_path: Path, build_product, n: int = 1, **spec) -> Path:
@@ -193,7 +195,8 @@ def test_up42_folder_layout_and_a_product_outside_the_aoi_is_skipped(tmp_path, b
     proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True})
     assert proc.returncode == 0, proc.stderr
     assert "feature 2/3: skipped, the AOI does not intersect" in proc.stderr
-    assert "nets: Keras" in proc.stderr  # which backend and device run the nets
+    nets = next(line for line in proc.stderr.splitlines() if "s2sr: nets: Keras" in line)  # backend, device, precision
+    assert ", float32" in nets or ", bfloat16 (auto: native on this" in nets
     fc = json.loads((tmp_path / "output" / "data.json").read_text())
     assert [f["id"] for f in fc["features"]] == ["f0", "f2"]
     assert all((tmp_path / "output" / f["properties"]["up42.data_path"]).is_file() for f in fc["features"])

@@ -14,12 +14,14 @@ def test_run_with_bbox(build_product, tmp_path):
     product = build_product(size=60, zipped=True)
     west, south, east, north = SampleSpec().wgs84_bbox(6, 6, 30, 30)
     out = tmp_path / "o.tif"
-    proc = _s2sr("run", product, out, "--bbox", west, south, east, north, "--tile-size", 30, "--device", "cpu")
+    proc = _s2sr("run", product, out, "--bbox", west, south, east, north, "--tile-size", 30, "--device", "cpu",
+                 "--precision", "float32")
     assert proc.returncode == 0, proc.stderr
     assert "tiles/min" in proc.stderr and proc.stdout.strip() == str(out)
     assert "nets: Keras" in proc.stderr and ", CPU" in proc.stderr
     # quiet: no TensorFlow or absl line (they load before the first line of s2sr), only s2sr's own lines
     assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []
+    assert next(line for line in proc.stderr.splitlines() if "s2sr: nets:" in line).endswith(", float32")
     with rasterio.open(out) as ds:
         assert ds.count == 12 and all(n % 6 == 0 and 24 <= n <= 36 for n in ds.shape)
 

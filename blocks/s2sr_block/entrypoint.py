@@ -47,7 +47,7 @@ def run_block(
     aoi = params.aoi
     bands = output_bands(params.copy_original_bands)
     check_folders([(output_dir, 0, "the output folder"), (quicklook_dir, 0, "the quicklook folder")])  # writable
-    log(f"nets: {compute_device()}")
+    log(f"nets: {compute_device(precision=params.precision)}")
     written: list[Path] = []
     made: list[Path] = []  # feature folders this run created
     missed, empty = [], []
@@ -76,6 +76,7 @@ def run_block(
                     aoi=aoi,
                     clip_to_aoi=params.clip_to_aoi,
                     copy_original_bands=params.copy_original_bands,
+                    precision=params.precision,
                     progress=progress(label) if progress else None,
                     **extra,
                 )

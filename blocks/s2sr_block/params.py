@@ -12,6 +12,7 @@ from typing import Any
 
 from s2sr.aoi import geometry_from_bbox, geometry_from_geojson
 from s2sr.errors import InputParametersError
+from s2sr.model import DEFAULT_PRECISION, PRECISIONS
 
 GEOMETRY_KEYS = ("bbox", "intersects", "contains")
 
@@ -23,6 +24,7 @@ class BlockParameters:
     contains: dict | None = None
     clip_to_aoi: bool = False
     copy_original_bands: bool = True
+    precision: str = DEFAULT_PRECISION  # what the nets compute in: auto (bfloat16 where native), float32, bfloat16
 
     @property
     def aoi(self) -> Any:
@@ -59,6 +61,8 @@ class BlockParameters:
         for key in ("clip_to_aoi", "copy_original_bands"):
             if key in raw and not isinstance(raw[key], bool):
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
+        if "precision" in raw and raw["precision"] not in PRECISIONS:
+            raise InputParametersError(f"precision must be one of {', '.join(PRECISIONS)}, got {raw['precision']!r}")
         given = [k for k in GEOMETRY_KEYS if k in raw]
         clip = raw.get("clip_to_aoi", cls.clip_to_aoi)
         if clip and len(given) != 1:

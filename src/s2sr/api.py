@@ -9,6 +9,7 @@ import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
 from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
+from .model import DEFAULT_PRECISION
 from .tiling import Window, tile_grid
 
 DEFAULT_ARRAY_TILE = 504
@@ -44,6 +45,7 @@ def superresolve(
     weights_dir: Path | None = None,
     consistency: bool = True,
     device: str = "auto",
+    precision: str = DEFAULT_PRECISION,
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
@@ -52,13 +54,14 @@ def superresolve(
     Returns float32 arrays (6, H, W) and (2, H, W) (None without ``b60``). Work goes tile by tile, so
     memory beyond the inputs and outputs is bounded by ``tile_size``. ``consistency=False`` skips the
     projection that makes degraded output reproduce the input bands (for comparison only). ``device``:
-    where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``.
+    where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``; ``precision``: ``auto``
+    (bfloat16 where that device runs it natively, else float32), ``float32`` or ``bfloat16``.
     """
     b10, b20 = np.asarray(b10), np.asarray(b20)
     b60 = None if b60 is None else np.asarray(b60)
     _check_shapes(b10, b20, b60)
     check_level(level)
-    return superresolve_with(load_nets(level, b60 is not None, weights_dir, consistency, device), b10, b20, b60, tile_size)
+    return superresolve_with(load_nets(level, b60 is not None, weights_dir, consistency, device, precision), b10, b20, b60, tile_size)
 
 
 def superresolve_with(

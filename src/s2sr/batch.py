@@ -26,6 +26,7 @@ from typing import Any
 
 from .bands import output_bands
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
+from .model import DEFAULT_PRECISION
 from .pipeline import DEFAULT_TILE_SIZE
 from .storage import check_folders, storage_faults
 
@@ -48,6 +49,7 @@ class BatchOptions:
     tile_size: int = DEFAULT_TILE_SIZE
     weights_dir: str | None = None
     device: str = "auto"  # where each worker runs its nets: auto, cpu or gpu
+    precision: str = DEFAULT_PRECISION  # what they compute in: auto, float32 or bfloat16
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
+            precision=options.precision,
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2))
     except S2srError as exc:
@@ -301,7 +304,7 @@ class _Worker:
         self.output_dir, self.options = Path(output_dir), options
         weights = Path(options.weights_dir) if options.weights_dir else None
         for level in ("L1C", "L2A"):
-            load_nets(level, True, weights, device=options.device)
+            load_nets(level, True, weights, device=options.device, precision=options.precision)
 
     def ready(self) -> bool:
         """Answers once the nets are loaded: the worker takes products from then on."""

@@ -41,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .model import compute_device
     from .pipeline import superresolve_product
 
-    _log(f"nets: {compute_device(args.device)}")
+    _log(f"nets: {compute_device(args.device, args.precision)}")
     out = superresolve_product(
         args.product,
         args.output,
@@ -53,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         consistency=not args.no_consistency,
         threads=args.threads,
         device=args.device,
+        precision=args.precision,
     )
     print(out)
     return 0
@@ -98,7 +99,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if not inputs:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
     options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
-                           tile_size=args.tile_size, device=args.device)
+                           tile_size=args.tile_size, device=args.device, precision=args.precision)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -227,14 +228,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         chosen = choose_fusion(scenes, weights_dir or default_weights_dir(), _log)
         _log("chose " + ", ".join(f"x{s}: net weight {f.net_weight}, {f.projection_steps} projection step" for s, f in chosen.items()))
         return 0
-    rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log)
+    from .model import compute_device
+
+    _log(f"nets: {compute_device(precision=args.precision)}")
+    rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log, precision=args.precision)
     print(markdown(rows + pooled_rows(rows)))
     return 0
 
 
 def _add_product_options(parser: argparse.ArgumentParser) -> None:
     """The AOI and band options that ``run`` and ``batch`` share (defaults from the pipeline)."""
-    from .model import DEVICES
+    from .model import DEFAULT_PRECISION, DEVICES, PRECISIONS
     from .pipeline import DEFAULT_TILE_SIZE
 
     where = parser.add_mutually_exclusive_group()
@@ -245,6 +249,9 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side in 10 m pixels, a multiple of 6")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where the nets run (default auto: a GPU if Keras sees one, else the CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help=f"what the nets compute in (default {DEFAULT_PRECISION}: bfloat16 where the CPU (AVX512_BF16, "
+                             "AMX) or GPU runs it natively, else float32)")
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -313,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--npz", nargs="+", help="evaluate on npz stacks (im10, im20, im60) instead")
     ev.add_argument("--level", choices=("L1C", "L2A"), default="L2A", help="level of --npz stacks")
     ev.add_argument("--weights-dir", default=None)
+    ev.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="float32",
+                    help="what the nets compute in (default float32, the reference the README's table is made with)")
     ev.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA))
     return parser
 

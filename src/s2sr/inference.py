@@ -19,7 +19,7 @@ import numpy as np
 
 from .bands import SATURATED_DN
 from .errors import InputParametersError
-from .model import LoadedNet, load_net, resolve_device, run_net, weights_name
+from .model import DEFAULT_PRECISION, LoadedNet, load_net, resolve_device, resolve_precision, run_net, weights_name
 from .refine import Fusion, fit_predictors, fuse, project, projection_reach, regression_reach, usable_coarse
 from .resample import inner, nearest_upsample, upsample_inner
 from .runner import StageTimes
@@ -174,18 +174,21 @@ def check_level(level: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _load(level: str, with_60m: bool, weights_dir: Path | None, device: str) -> tuple[LoadedNet, LoadedNet | None]:
-    x2 = load_net(weights_name(2, level, weights_dir), weights_dir, device)
-    x6 = load_net(weights_name(6, level, weights_dir), weights_dir, device) if with_60m else None
+def _load(level: str, with_60m: bool, weights_dir: Path | None, device: str, precision: str) -> tuple[LoadedNet, LoadedNet | None]:
+    x2 = load_net(weights_name(2, level, weights_dir), weights_dir, device, precision)
+    x6 = load_net(weights_name(6, level, weights_dir), weights_dir, device, precision) if with_60m else None
     return x2, x6
 
 
 def load_nets(
     level: str, with_60m: bool = True, weights_dir: Path | None = None, consistency: bool = True, device: str = "auto",
+    precision: str = DEFAULT_PRECISION,
 ) -> Nets:
-    """The nets for a product level on ``device`` (``auto``, ``cpu`` or ``gpu``), loaded once per process."""
+    """The nets for a product level on ``device`` (``auto``, ``cpu`` or ``gpu``) in ``precision`` (``auto``,
+    ``float32`` or ``bfloat16``, see ``model.resolve_precision``), loaded once per process."""
     check_level(level)
-    return Nets(*_load(level, with_60m, weights_dir, resolve_device(device)), consistency=consistency)
+    placed = resolve_device(device)
+    return Nets(*_load(level, with_60m, weights_dir, placed, resolve_precision(precision, placed)), consistency=consistency)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +113,40 @@ def expected_bands(scale: int) -> tuple[dict[str, list[str]], list[str]]:
     raise ValueError(f"scale must be 2 or 6, got {scale}")
 
 
-def build_dsen2(scale: int, arch: Architecture) -> Any:
+PRECISIONS = ("auto", "float32", "bfloat16")
+#: The library's, the CLI's and the block's default: bfloat16 where it is native (see ``resolve_precision``).
+DEFAULT_PRECISION = "auto"
+#: The Keras dtype policy of the layers that carry the convolutions' work under ``bfloat16``: bfloat16 inputs
+#: and weights, float32 accumulation inside oneDNN / cuDNN, float32 variables.
+MIXED_BF16 = "mixed_bfloat16"
+
+
+def build_dsen2(scale: int, arch: Architecture, precision: str = "float32") -> Any:
     """The DSen2 net: concatenated inputs, conv, residual blocks, conv, plus the upsampled target bands.
 
-    The last conv starts at zero, so an untrained net returns exactly its bicubic input.
+    The last conv starts at zero, so an untrained net returns exactly its bicubic input. With ``precision``
+    ``bfloat16`` the residual blocks (12 of the 14 convs, 98 % of the multiply-adds) compute in bfloat16 with
+    float32 accumulation; the head conv, the tail conv and the residual addition of the bicubic input stay
+    float32. Measured on a real 1926 px L1C scene: a bfloat16 head (its input, reflectance rounded to 8 bits)
+    doubles the distance to float32 (x2: 2.3 DN RMS instead of 1.2) to save 1.3 % of the work.
     """
     import keras
     from keras import layers
 
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be float32 or bfloat16 once resolved, got {precision!r}")
+    body = MIXED_BF16 if precision == "bfloat16" else "float32"
     groups, outputs = expected_bands(scale)
     inputs = [keras.Input(shape=(None, None, len(bands)), name=f"in_{res}") for res, bands in groups.items()]
     x = layers.Concatenate(axis=-1)(inputs) if len(inputs) > 1 else inputs[0]
-    x = layers.Conv2D(arch.features, 3, padding="same", activation="relu", name="head")(x)
+    x = layers.Conv2D(arch.features, 3, padding="same", activation="relu", name="head", dtype="float32")(x)
     for i in range(arch.blocks):
-        y = layers.Conv2D(arch.features, 3, padding="same", activation="relu", name=f"block{i}_a")(x)
-        y = layers.Conv2D(arch.features, 3, padding="same", name=f"block{i}_b")(y)
-        y = layers.Rescaling(0.1, name=f"block{i}_scale")(y)
-        x = layers.Add(name=f"block{i}_add")([x, y])
-    x = layers.Conv2D(len(outputs), 3, padding="same", kernel_initializer="zeros", name="tail")(x)
-    out = layers.Add(name="residual")([inputs[-1], x])
+        y = layers.Conv2D(arch.features, 3, padding="same", activation="relu", name=f"block{i}_a", dtype=body)(x)
+        y = layers.Conv2D(arch.features, 3, padding="same", name=f"block{i}_b", dtype=body)(y)
+        y = layers.Rescaling(0.1, name=f"block{i}_scale", dtype=body)(y)
+        x = layers.Add(name=f"block{i}_add", dtype=body)([x, y])
+    x = layers.Conv2D(len(outputs), 3, padding="same", kernel_initializer="zeros", name="tail", dtype="float32")(x)
+    out = layers.Add(name="residual", dtype="float32")([inputs[-1], x])
     return keras.Model(inputs, out, name=f"dsen2_x{scale}")
 
 
@@ -163,6 +179,7 @@ class LoadedNet:
     manifest: WeightsManifest
     model: Any
     device: str = "cpu:0"  # Keras device name the weights live on and the net runs on
+    precision: str = "float32"  # what its convolutions compute in: float32 or bfloat16 (resolved, never auto)
 
 
 def load_manifest(name: str, weights_dir: Path | None = None) -> WeightsManifest:
@@ -173,10 +190,11 @@ def load_manifest(name: str, weights_dir: Path | None = None) -> WeightsManifest
     return WeightsManifest.from_json(path)
 
 
-def load_net(name: str, weights_dir: Path | None = None, device: str = "auto") -> LoadedNet:
+def load_net(name: str, weights_dir: Path | None = None, device: str = "auto", precision: str = "float32") -> LoadedNet:
     """Build a net and load its weights, after checking the manifest's bands and the file's sha256.
 
     ``device``: ``cpu``, ``gpu`` or ``auto`` (see :func:`resolve_device`); the weights go there once.
+    ``precision``: ``float32``, ``bfloat16`` or ``auto`` (see :func:`resolve_precision`).
     """
     directory = weights_dir or default_weights_dir()
     manifest = load_manifest(name, directory)
@@ -197,15 +215,16 @@ def load_net(name: str, weights_dir: Path | None = None, device: str = "auto") -
     import keras
 
     placed = resolve_device(device)
+    computes = resolve_precision(precision, placed)
     with np.load(npz_path) as data:
         weights = [data[k].astype(np.float32) for k in sorted(data.files)]
     with keras.device(placed):
-        model = build_dsen2(manifest.scale, manifest.architecture)
+        model = build_dsen2(manifest.scale, manifest.architecture, computes)
         try:
             model.set_weights(weights)
         except ValueError as exc:
             raise WeightsError(f"weight file {npz_path} does not fit {manifest.architecture}: {exc}") from exc
-    return LoadedNet(manifest, model, placed)
+    return LoadedNet(manifest, model, placed, computes)
 
 
 def weights_name(scale: int, level: str, weights_dir: Path | None = None) -> str:
@@ -264,14 +283,95 @@ def resolve_device(device: str) -> str:
     return "cpu:0"
 
 
-def compute_device(device: str = "auto") -> str:
-    """Which Keras backend runs the nets, and on which device, for the log line of a run."""
+#: CPU flags (as Linux names them in /proc/cpuinfo) of native bfloat16 dot products, which oneDNN uses for
+#: convolutions: AVX512_BF16 (Intel Cooper Lake and later, AMD Zen 4 and later) and AMX (Sapphire Rapids and
+#: later). Without them oneDNN emulates bfloat16 in float32 units, slower than float32 itself.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: CUDA compute capability from which a GPU has bfloat16 tensor cores (Ampere); a T4 (7.5) has none.
+BF16_GPU_CAPABILITY = (8, 0)
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as Linux lists them in /proc/cpuinfo; empty where there is none (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """CUDA compute capability of the first GPU the Keras backend sees, None without one (or unknown)."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            found = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") if gpus else None
+            return tuple(found) if found else None
+        if backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            found = getattr(gpus[0], "compute_capability", None) if gpus else None
+            return tuple(int(v) for v in str(found).split(".")[:2]) if found else None
+        if backend == "torch":
+            import torch
+
+            return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    return None
+
+
+def native_bf16(device: str, flags: frozenset[str] | None = None, capability: tuple[int, int] | None = None) -> str | None:
+    """What runs bfloat16 natively on a resolved ``device`` (a CPU flag, a GPU's capability), None if nothing.
+
+    ``flags`` and ``capability`` default to this machine's (:func:`cpu_flags`, :func:`gpu_capability`);
+    tests pass others to see the choice another machine would make.
+    """
+    if device.startswith("gpu"):
+        capability = gpu_capability() if capability is None else capability
+        return f"compute capability {capability[0]}.{capability[1]}" if capability and capability >= BF16_GPU_CAPABILITY else None
+    flags = cpu_flags() if flags is None else flags
+    return next((f.upper() for f in BF16_CPU_FLAGS if f in flags), None)
+
+
+def resolve_precision(precision: str, device: str, flags: frozenset[str] | None = None,
+                      capability: tuple[int, int] | None = None) -> str:
+    """``float32`` or ``bfloat16`` for ``precision`` on a resolved ``device``: ``auto`` is bfloat16 where the
+    device runs it natively (:func:`native_bf16`), float32 elsewhere, where emulated bfloat16 is slower."""
+    if precision not in PRECISIONS:
+        raise DeviceError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bfloat16" if native_bf16(device, flags, capability) else "float32"
+
+
+def compute_device(device: str = "auto", precision: str = DEFAULT_PRECISION) -> str:
+    """Which Keras backend runs the nets, on which device and in which precision, for the log line of a run."""
     import keras
 
     placed = resolve_device(device)
     gpus = visible_gpus()
     where = f"GPU ({gpus[0]})" if placed.startswith("gpu") else "CPU" + ("" if gpus else " (no GPU visible)")
-    return f"Keras {keras.__version__} on {keras.backend.backend()}, {where}"
+    computes = resolve_precision(precision, placed)
+    unit = "GPU" if placed.startswith("gpu") else "CPU"
+    native = native_bf16(placed)
+    if precision == "auto":
+        why = f" (auto: native on this {unit}, {native})" if native else f" (auto: bfloat16 is not native on this {unit})"
+    elif computes == "bfloat16":
+        why = f" (native on this {unit}, {native})" if native else f" (emulated on this {unit}: slower than float32)"
+    else:
+        why = ""
+    return f"Keras {keras.__version__} on {keras.backend.backend()}, {where}, {computes}{why}"
 
 
 #: Rows per net call. A taller input runs in row strips, each with the net's receptive radius of context, so

@@ -18,6 +18,7 @@ from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import WindowResult, load_nets, read_tile, superresolve_groups
+from .model import DEFAULT_PRECISION
 from .phases import reached
 from .product import ProductReader, open_product
 from .runner import StageTimes, run_tiles
@@ -55,6 +56,7 @@ def superresolve_product(
     stac_item: bool = True,
     threads: int = 1,
     device: str = "auto",
+    precision: str = DEFAULT_PRECISION,
     stage_times: StageTimes | None = None,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
@@ -65,7 +67,9 @@ def superresolve_product(
     the file is written beside it (``out.json``, see ``stac_item``). ``threads`` > 1 decode the next
     tiles and write finished ones while the nets run (``runner``); 1 (the default, fastest on 2 cores, where
     the nets keep every core busy) runs the stages one after another. The output is the same either way.
-    ``device``: where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``.
+    ``device``: where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``. ``precision``:
+    what their convolutions compute in, ``auto`` (bfloat16 where the device runs it natively, else float32),
+    ``float32`` or ``bfloat16`` (``model.resolve_precision``).
     ``stage_times`` collects the seconds of each stage (read, compute, write, finish COG, STAC Item).
     """
     output = Path(output)
@@ -78,7 +82,7 @@ def superresolve_product(
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
-    nets = load_nets(located.level, True, weights_dir, consistency, device)
+    nets = load_nets(located.level, True, weights_dir, consistency, device, precision)
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=TILING_CACHE_BYTES), ProductReader(located) as reader:

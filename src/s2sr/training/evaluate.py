@@ -79,15 +79,18 @@ def _sums(pred: np.ndarray, target: np.ndarray) -> dict:
     return {"sq": float(((p - t) ** 2).sum()), "values": int(p.size), "angle": float(np.degrees(np.arccos(np.clip(cos, -1, 1))).sum()), "pixels": int(m.sum())}
 
 
-def predict(scene: Scene, scale: int, method: Method, weights_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(prediction, target) of one method for one scene at one scale, through the product's array path."""
+def predict(
+    scene: Scene, scale: int, method: Method, weights_dir: Path | None = None, precision: str = "float32",
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(prediction, target) of one method for one scene at one scale, through the product's array path, the nets
+    in ``precision`` (float32 by default: the reference; ``auto`` or ``bfloat16`` to judge bfloat16 by it)."""
     inputs = wald_inputs(scene, scale)
     if inputs is None:
         return None
     b10, b20, b60, target = inputs
     if method.bicubic:
         return upsample(b20 if scale == 2 else b60, scale), target
-    nets = load_nets(scene.level if scene.level in ("L1C", "L2A") else "L2A", scale == 6, weights_dir)
+    nets = load_nets(scene.level if scene.level in ("L1C", "L2A") else "L2A", scale == 6, weights_dir, precision=precision)
     nets = replace(nets, overrides=method.overrides)
     out = superresolve_with(nets, b10, b20, b60 if scale == 6 else None)
     return (out.b20 if scale == 2 else out.b60), target
@@ -95,14 +98,14 @@ def predict(scene: Scene, scale: int, method: Method, weights_dir: Path | None =
 
 def evaluate_scenes(
     scenes: list[Scene], scales=(2, 6), weights_dir: Path | None = None, methods=DEFAULT_METHODS,
-    log: Callable[[str], None] = lambda s: None,
+    log: Callable[[str], None] = lambda s: None, precision: str = "float32",
 ) -> list[Row]:
-    """Metrics of every method for every scene large enough for each scale."""
+    """Metrics of every method for every scene large enough for each scale, the nets in ``precision``."""
     rows: list[Row] = []
     for scale in scales:
         for scene in scenes:
             for method in methods:
-                got = predict(scene, scale, method, weights_dir)
+                got = predict(scene, scale, method, weights_dir, precision)
                 if got is None:
                     break
                 pred, target = got
