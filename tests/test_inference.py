@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import s2sr.inference as inference
-from s2sr.api import superresolve_with
+from s2sr.api import sensor_model_of, superresolve_with
 from s2sr.inference import FILL_REACH, fill_nearest, load_nets
 
 
@@ -96,8 +96,9 @@ def test_swath_edge_on_real_imagery_neither_depends_on_tiles_nor_smears(shared_d
     b10, b20, b60 = _real_crop(shared_data)
     cut = (_swath_edge(b10, 1), _swath_edge(b20, 2), _swath_edge(b60, 6))
     nets = load_nets("L1C")
-    reference = superresolve_with(nets, b10, b20, b60, tile_size=144)  # the same pixels with data beyond the edge
-    by_tile = {t: superresolve_with(nets, *cut, tile_size=t) for t in (144, 72)}
+    model = sensor_model_of(*cut)  # one sensor model for all: only the fill differs
+    reference = superresolve_with(nets, b10, b20, b60, tile_size=144, sensor_model=model)  # data beyond the edge
+    by_tile = {t: superresolve_with(nets, *cut, tile_size=t, sensor_model=model) for t in (144, 72)}
     valid = by_tile[144].b20[0] != 0
     assert 0.3 < valid.mean() < 0.9
     for a, b in ((by_tile[144].b20, by_tile[72].b20), (by_tile[144].b60, by_tile[72].b60)):
@@ -118,8 +119,10 @@ def test_swath_edge_on_real_imagery_neither_depends_on_tiles_nor_smears(shared_d
         return values
 
     monkeypatch.setattr(inference.BandGroup, "filled", window_mean_fill)
-    mean = edge_rms(superresolve_with(replace(nets), *cut, tile_size=144))
-    assert nearest < 25 and nearest < 0.5 * mean, (nearest, mean)  # measured: 16.5 vs 62 DN RMS
+    mean = edge_rms(superresolve_with(replace(nets), *cut, tile_size=144, sensor_model=model))
+    # measured: 26.8 vs 113 DN RMS with the blur estimated on this crop (16.5 vs 62 under the paper's kernel,
+    # whose narrower blur lets filled pixels reach less far into the projection and the regression)
+    assert nearest < 35 and nearest < 0.5 * mean, (nearest, mean)
 
 
 def test_fill_reach_is_part_of_the_border():

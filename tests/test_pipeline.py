@@ -44,6 +44,8 @@ def test_output_metadata_matches_golden(build_product, tiny_weights, tmp_path):
     out = _run(product, tmp_path / "out.tif", tiny_weights, tile_size=300)
     profile = _profile(out)
     assert profile == json.loads(GOLDEN.read_text())
+    item = json.loads(out.with_suffix(".json").read_text())  # the Item records the kernels the run used
+    assert item["properties"]["s2sr:sensor_model"] == json.loads(profile["tags"]["sensor_model"])
 
 
 def test_l1c_zip_sr_bands_only(build_product, tiny_weights, tmp_path):

@@ -4,31 +4,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import s2sr
+from s2sr.api import sensor_model_of
+from s2sr.bands import BANDS_20M, BANDS_60M
 from s2sr.refine import Fusion, fuse, highpass, project, projection_reach, regression_detail, usable_coarse
-from s2sr.resample import degrade, upsample
+from s2sr.resample import degrade, degrade_bands, upsample
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**16), factor=st.sampled_from([2, 6]))
-def test_one_projection_step_reproduces_the_coarse_band(seed, factor):
+@given(seed=st.integers(0, 2**16), factor=st.sampled_from([2, 6]), wide=st.booleans())
+def test_one_projection_step_reproduces_the_coarse_band(seed, factor, wide):
+    """Under the paper's kernel and under the sensor's (a blur of 0.75 px at x2, 2.3 px at x6) alike."""
     rng = np.random.default_rng(seed)
+    sigma = (0.75 if factor == 2 else 2.3) if wide else None
     coarse = rng.uniform(500, 3000, (2, 12, 12)).astype(np.float32)
     estimate = upsample(coarse, factor) + rng.normal(0, 200, (2, 12 * factor, 12 * factor)).astype(np.float32)
-    before = np.sqrt(((degrade(estimate, factor) - coarse) ** 2).mean())
-    after = degrade(project(estimate, coarse, factor), factor) - coarse
+    before = np.sqrt(((degrade(estimate, factor, sigma) - coarse) ** 2).mean())
+    after = degrade(project(estimate, coarse, factor, 1, sigma), factor, sigma) - coarse
     inner = after[:, 3:-3, 3:-3]  # away from the mirrored edge, as a tile border guarantees
     assert np.sqrt((inner**2).mean()) < 0.01 * before
 
 
-def test_projection_reach_covers_what_one_pixel_depends_on():
+@pytest.mark.parametrize("sigma", [None, 2.3, 4.0])
+def test_projection_reach_covers_what_one_pixel_depends_on(sigma):
     rng = np.random.default_rng(1)
     coarse = rng.uniform(500, 3000, (1, 30, 30)).astype(np.float32)
     estimate = upsample(coarse, 6)
     changed = estimate.copy()
     changed[0, 90, 90] += 1000.0
-    diff = np.abs(project(changed, coarse, 6) - project(estimate, coarse, 6))[0]
+    diff = np.abs(project(changed, coarse, 6, 1, sigma) - project(estimate, coarse, 6, 1, sigma))[0]
     rows, cols = np.nonzero(diff > 1e-3)
-    reach = projection_reach(6, 1)
+    reach = projection_reach(6, 1, sigma)
     assert np.abs(rows - 90).max() <= reach and np.abs(cols - 90).max() <= reach
 
 
@@ -74,11 +79,13 @@ def test_output_of_a_real_crop_reproduces_its_input_bands(shared_data):
     """Degrading s2sr's output of a real L1C crop gives back the 20 m and 60 m bands it was made from."""
     with np.load(shared_data / "training-crops" / "hvn2_S2S_UCNN_australia.npz") as z:
         b10, b20, b60 = z["im10"][:, :396, :396], z["im20"][:, :198, :198], z["im60"][:, :66, :66]
-    out = s2sr.superresolve(b10, b20, b60, level="L1C")
-    off = s2sr.superresolve(b10, b20, b60, level="L1C", consistency=False)
-    for sr, raw, f, sr_off in ((out.b20, b20, 2, off.b20), (out.b60, b60, 6, off.b60)):
-        err = degrade(sr, f) - raw
-        err_off = degrade(sr_off, f) - raw
+    model = sensor_model_of(b10, b20, b60)  # what a run estimates and records
+    assert {k.source for k in model.kernels} == {"estimated"}
+    out = s2sr.superresolve(b10, b20, b60, level="L1C", sensor_model=model)
+    off = s2sr.superresolve(b10, b20, b60, level="L1C", consistency=False, sensor_model=model)
+    for sr, raw, f, sr_off, bands in ((out.b20, b20, 2, off.b20, BANDS_20M), (out.b60, b60, 6, off.b60, BANDS_60M)):
+        err = degrade_bands(sr, f, model.sigmas(bands)) - raw
+        err_off = degrade_bands(sr_off, f, model.sigmas(bands)) - raw
         rms, rms_off = np.sqrt((err**2).mean()), np.sqrt((err_off**2).mean())
         assert rms < 1.0, f"x{f}: re-degraded output misses its input by {rms:.2f} DN RMS"
         assert rms_off > 2 * rms  # the flag really turns the projection off

@@ -73,7 +73,7 @@ def test_threaded_run_with_a_corrupt_band_file_leaves_nothing(build_product, tin
     jp2.write_bytes(jp2.read_bytes()[: jp2.stat().st_size // 2])  # opens, then fails to decode in a reader thread
     with pytest.raises(ProductError, match=r"B03_10m\.jp2"):
         s2sr.superresolve_product(product, tmp_path / "out" / "x.tif", weights_dir=tiny_weights, tile_size=72, threads=3)
-    assert not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -98,5 +98,5 @@ def test_product_run_reports_its_stages(build_product, tiny_weights, tmp_path):
     s2sr.superresolve_product(build_product(size=72), tmp_path / "o.tif", tile_size=36, weights_dir=tiny_weights,
                               stage_times=times)
     assert set(times.seconds) == {"read", "compute", "write", "finish COG", "prepare", "regression", "nets", "fusion and projection",
-                                  "STAC Item"}
+                                  "STAC Item", "sensor model"}
     assert all(v > 0 for v in times.seconds.values())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
+from .blur import sensor_model_for
 from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
 from .model import DEFAULT_PRECISION
+from .sensor import SensorModel
 from .tiling import Window, tile_grid
 
 DEFAULT_ARRAY_TILE = 504
@@ -46,6 +49,7 @@ def superresolve(
     consistency: bool = True,
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
+    sensor_model: str | SensorModel = "estimate",
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
@@ -56,20 +60,26 @@ def superresolve(
     projection that makes degraded output reproduce the input bands (for comparison only). ``device``:
     where the nets run, ``auto`` (a GPU if Keras sees one), ``cpu`` or ``gpu``; ``precision``: ``auto``
     (bfloat16 where that device runs it natively, else float32), ``float32`` or ``bfloat16``.
+    ``sensor_model``: the blur every stage assumes, ``estimate`` (measured on these arrays,
+    :mod:`s2sr.blur`), ``mtf`` (documented), ``paper`` (Lanaras et al.'s Wald kernel) or a
+    :class:`~s2sr.sensor.SensorModel`.
     """
     b10, b20 = np.asarray(b10), np.asarray(b20)
     b60 = None if b60 is None else np.asarray(b60)
     _check_shapes(b10, b20, b60)
     check_level(level)
-    return superresolve_with(load_nets(level, b60 is not None, weights_dir, consistency, device, precision), b10, b20, b60, tile_size)
+    nets = load_nets(level, b60 is not None, weights_dir, consistency, device, precision)
+    return superresolve_with(nets, b10, b20, b60, tile_size, sensor_model)
 
 
-def superresolve_with(
-    nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE
-) -> SuperResolved:
-    """The array path with nets already loaded (evaluation passes nets with other fusion settings)."""
-    h, w = _check_shapes(b10, b20, b60)
-    raster = Window(0, 0, h, w)
+def sensor_model_of(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None = None) -> SensorModel:
+    """The sensor model that :func:`superresolve` estimates on these arrays (DN as it takes them)."""
+    h, w = _check_shapes(np.asarray(b10), np.asarray(b20), None if b60 is None else np.asarray(b60))
+    return sensor_model_for("estimate", _reader(b10, b20, b60), h, w)
+
+
+def _reader(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None):
+    """A window of the arrays' raster -> its harmonised band groups."""
 
     def read(window: Window):
         def group(a, f):
@@ -78,6 +88,18 @@ def superresolve_with(
 
         return group(b10, 1), group(b20, 2), None if b60 is None else group(b60, 6)
 
+    return read
+
+
+def superresolve_with(
+    nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE,
+    sensor_model: str | SensorModel = "estimate",
+) -> SuperResolved:
+    """The array path with nets already loaded (evaluation passes nets with other fusion settings)."""
+    h, w = _check_shapes(b10, b20, b60)
+    raster = Window(0, 0, h, w)
+    read = _reader(b10, b20, b60)
+    nets = replace(nets, sensor=sensor_model_for(sensor_model, read, h, w))
     out20 = np.zeros((len(BANDS_20M), h, w), np.float32)
     out60 = None if b60 is None else np.zeros((len(BANDS_60M), h, w), np.float32)
     for tile in tile_grid(raster, tile_size):

@@ -179,6 +179,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         patience=args.patience,
         offsets=not args.no_offsets,
+        blur=args.blur,
+        init=Path(args.init) if args.init else None,
     )
     manifest = train(cfg, scenes, log=_log)
     _log(f"best weights: {Path(args.run_dir) / 'best'} (val RMSE/bicubic {manifest.training['validation_rmse_ratio_pooled']:.3f})")
@@ -231,7 +233,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .model import compute_device
 
     _log(f"nets: {compute_device(precision=args.precision)}")
-    rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log, precision=args.precision)
+    rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log, precision=args.precision,
+                           kernels=tuple(args.kernel))
     print(markdown(rows + pooled_rows(rows)))
     return 0
 
@@ -308,10 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--minutes", type=float, default=None, help="stop after this long (resume later)")
     train.add_argument("--patience", type=int, default=12)
     train.add_argument("--no-offsets", action="store_true", help="no per-band offset augmentation")
+    train.add_argument("--blur", action="store_true", help="per-band blur augmentation, validated under both kernels")
+    train.add_argument("--init", metavar="WEIGHTS_DIR", help="fine-tune the weights in this folder instead of starting at bicubic")
     train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
 
     ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the run path against bicubic")
     ev.add_argument("--scale", type=int, nargs="+", choices=(2, 6), default=[2, 6])
+    ev.add_argument("--kernel", nargs="+", choices=("paper", "sensor"), default=["paper", "sensor"],
+                    help="degradation of Wald's protocol: the paper's Gaussian (sigma 1/s) or each band's documented MTF (default: both)")
     ev.add_argument("--split", choices=("test", "selection", "training", "all"), default="test",
                     help="test: scenes no training or model choice saw (the README's table)")
     ev.add_argument("--choose-fusion", action="store_true",

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .bands import SATURATED_DN
+from .bands import BANDS_20M, BANDS_60M, SATURATED_DN
 from .errors import InputParametersError
 from .model import DEFAULT_PRECISION, LoadedNet, load_net, resolve_device, resolve_precision, run_net, weights_name
 from .refine import Fusion, fit_predictors, fuse, project, projection_reach, regression_reach, usable_coarse
 from .resample import inner, nearest_upsample, upsample_inner
 from .runner import StageTimes
+from .sensor import SensorModel
 from .tiling import Window
 
 LEVELS = ("L1C", "L2A")
@@ -136,6 +137,7 @@ class Nets:
     consistency: bool = True  # False: no projection (for comparison only)
     overrides: tuple[tuple[int, Fusion], ...] = ()  # (scale, Fusion) replacing the manifests' (evaluation)
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # for the numpy stages, per band
+    sensor: SensorModel = field(default_factory=SensorModel.paper)  # the blur every degrading stage assumes
 
     def fusion(self, scale: int) -> Fusion:
         """The manifest's fusion for a scale (or an override), the projection dropped without consistency."""
@@ -143,9 +145,13 @@ class Nets:
         fusion = dict(self.overrides).get(scale) or Fusion.from_dict(net.manifest.fusion if net else None)
         return fusion if self.consistency else replace(fusion, projection_steps=0)
 
+    def sigma(self, scale: int) -> float:
+        """The widest blur of a scale's bands: what the borders are sized for."""
+        return self.sensor.max_sigma(scale)
+
     def reach(self, scale: int) -> int:
         """Fine pixels each side that the refinement of this scale's output reads beyond the net's output."""
-        return projection_reach(scale, self.fusion(scale).projection_steps)
+        return projection_reach(scale, self.fusion(scale).projection_steps, self.sigma(scale))
 
     @property
     def border(self) -> int:
@@ -159,7 +165,7 @@ class Nets:
         fill = 2 * FILL_REACH  # a filled pixel reads this far
 
         def estimate_reach(scale: int, net: LoadedNet) -> int:
-            regression = regression_reach(scale) if self.fusion(scale).net_weight < 1 else 0
+            regression = regression_reach(scale, self.sigma(scale)) if self.fusion(scale).net_weight < 1 else 0
             return max(18 + net.manifest.architecture.receptive_radius, regression)
 
         need = max(fill + estimate_reach(s, n) + self.reach(s) for s, n in nets)
@@ -201,22 +207,30 @@ class _ScaleWork:
     inputs: list[np.ndarray]  # the net's: x10, up20 (, up60), the window less crop(border); the last is the bicubic estimate
     coarse: np.ndarray  # the measured band, filled, over the whole window
     usable: np.ndarray  # coarse pixels the regression may learn from
+    predictors: np.ndarray  # what the regression fits the coarse bands on, over the whole window (10 m grid)
+    sigmas: tuple[float, ...]  # each coarse band's blur (the sensor model)
+    fit_groups: list[tuple[float, list[int]]]  # bands sharing one regression fit, at their mean blur
+
+    @property
+    def sigma(self) -> float:
+        return max(self.sigmas)
 
     def crop(self, border: int) -> int:
         """Fine pixels each side the net can skip: its output reaches the kept pixels only through the projection."""
-        return net_crop(self.scale, self.net, self.fusion, border)
+        return net_crop(self.scale, self.net, self.fusion, border, self.sigma)
 
     def start(self, border: int) -> int:
         """Fine pixels each side that the fused estimate need not cover (whole coarse pixels): the projection
         of the kept pixels reads no further out. The net's output reaches in from ``crop``, so its edge is cut."""
-        reach = projection_reach(self.scale, self.fusion.projection_steps)
+        reach = projection_reach(self.scale, self.fusion.projection_steps, self.sigma)
         return max(self.crop(border), (border - reach) // self.scale * self.scale)
 
 
-def net_crop(scale: int, net: LoadedNet, fusion: Fusion, border: int) -> int:
+
+def net_crop(scale: int, net: LoadedNet, fusion: Fusion, border: int, sigma: float | None = None) -> int:
     """Fine pixels each side of a window that a scale's net and its bicubic estimate need not cover (a multiple
     of 6): the net's output reaches the kept pixels only through the projection."""
-    reach = projection_reach(scale, fusion.projection_steps)
+    reach = projection_reach(scale, fusion.projection_steps, sigma)
     return max(0, (border - reach - net.manifest.architecture.receptive_radius) // 6 * 6)
 
 
@@ -246,9 +260,7 @@ class _PerBand:
             self._pool.shutdown()
 
 
-def _estimate_all(
-    work: list[_ScaleWork], predictors: np.ndarray, border: int, per_band: _PerBand, times: StageTimes,
-) -> list[np.ndarray]:
+def _estimate_all(work: list[_ScaleWork], border: int, per_band: _PerBand, times: StageTimes) -> list[np.ndarray]:
     """Each scale's bands over the window less ``border``: net and regression fused, then projected.
 
     Three phases, so no phase competes with another for the cores: the regressions (numpy, bands split over
@@ -258,8 +270,7 @@ def _estimate_all(
     with times.timing("regression"):
         for i, w in enumerate(work):
             if w.fusion.net_weight < 1:
-                fit = fit_predictors(predictors, w.scale, w.usable, w.start(border), planes=per_band)
-                details[i] = per_band(lambda b, w=w, fit=fit: fit.detail(w.coarse[b]), len(w.coarse))
+                details[i] = _regression(w, border, per_band)
     nets_out: list[np.ndarray | None] = [None] * len(work)
     with times.timing("nets"):
         for i, w in enumerate(work):
@@ -270,6 +281,18 @@ def _estimate_all(
                 for w, net, detail in zip(work, nets_out, details, strict=True)]
 
 
+def _regression(work: _ScaleWork, border: int, per_band: _PerBand) -> np.ndarray:
+    """The regression's detail for every band of a scale: one predictor fit per blur the bands share."""
+    detail = None
+    for sigma, idx in work.fit_groups:
+        fit = fit_predictors(work.predictors, work.scale, work.usable, work.start(border), planes=per_band, sigma=sigma)
+        part = per_band(lambda b, fit=fit, idx=idx: fit.detail(work.coarse[idx][b]), len(idx))
+        if detail is None:
+            detail = np.empty((len(work.coarse), *part.shape[1:]), np.float32)
+        detail[idx] = part
+    return detail
+
+
 def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | None, border: int, bands: slice) -> np.ndarray:
     """Fuse net and regression for some bands, project them onto the measured band, cut the border off."""
     start = work.start(border)
@@ -278,7 +301,11 @@ def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | N
     estimate = fuse(None if net_out is None else inner(net_out[bands], cut), bicubic,
                     np.zeros_like(bicubic) if detail is None else detail[bands], work.fusion)
     if work.fusion.projection_steps:
-        estimate = project(estimate, inner(work.coarse[bands], start // work.scale), work.scale, work.fusion.projection_steps)
+        coarse = inner(work.coarse[bands], start // work.scale)
+        sigmas = work.sigmas[bands]
+        for sigma in dict.fromkeys(sigmas):
+            idx = [i for i, t in enumerate(sigmas) if t == sigma]
+            estimate[idx] = project(estimate[idx], coarse[idx], work.scale, work.fusion.projection_steps, sigma)
     return inner(estimate, border - start)
 
 
@@ -297,9 +324,9 @@ def superresolve_groups(
         raise ValueError(f"border must be a multiple of 6 (whole 60 m pixels), got {border}")
     times = times if times is not None else StageTimes()
     with_60m = g60 is not None and nets.x6 is not None
-    crops = {2: net_crop(2, nets.x2, nets.fusion(2), border)}
+    crops = {2: net_crop(2, nets.x2, nets.fusion(2), border, nets.sigma(2))}
     if with_60m:
-        crops[6] = net_crop(6, nets.x6, nets.fusion(6), border)
+        crops[6] = net_crop(6, nets.x6, nets.fusion(6), border, nets.sigma(6))
     lead = min(crops.values())  # no net input reaches further out: the bicubic estimates skip it
 
     per_band = _PerBand(nets.threads)
@@ -308,14 +335,16 @@ def superresolve_groups(
             x10, c20 = g10.filled(FILL_REACH), g20.filled(FILL_REACH // 2)
             up20 = per_band(lambda b: upsample_inner(c20[b], 2, lead), len(c20))
             net_in = [inner(x10, crops[2]), inner(up20, crops[2] - lead)]
-            work = [_ScaleWork(2, nets.x2, nets.fusion(2), net_in, c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2))]
+            work = [_ScaleWork(2, nets.x2, nets.fusion(2), net_in, c20, usable_coarse(g10.valid, g20.saturated, g20.valid, 2),
+                               x10, nets.sensor.sigmas(BANDS_20M), nets.sensor.fit_groups(BANDS_20M))]
             if with_60m:
                 c60 = g60.filled(FILL_REACH // 6)
                 usable60 = usable_coarse(g10.valid, g60.saturated, g60.valid, 6)
                 up60 = per_band(lambda b: upsample_inner(c60[b], 6, crops[6]), len(c60))
                 net_in = [inner(x10, crops[6]), inner(up20, crops[6] - lead), up60]
-                work.append(_ScaleWork(6, nets.x6, nets.fusion(6), net_in, c60, usable60))
-        estimates = _estimate_all(work, x10, border, per_band, times)
+                work.append(_ScaleWork(6, nets.x6, nets.fusion(6), net_in, c60, usable60, x10, nets.sensor.sigmas(BANDS_60M),
+                                       nets.sensor.fit_groups(BANDS_60M)))
+        estimates = _estimate_all(work, border, per_band, times)
     finally:
         per_band.close()
     valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)

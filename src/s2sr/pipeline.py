@@ -6,7 +6,9 @@ run reproduces the pixels of a whole-product run exactly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 from . import __version__
 from .aoi import Aoi, aoi_window, inside_mask, to_crs
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
+from .blur import sensor_model_for
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import WindowResult, load_nets, read_tile, superresolve_groups
@@ -22,6 +25,7 @@ from .model import DEFAULT_PRECISION
 from .phases import reached
 from .product import ProductReader, open_product
 from .runner import StageTimes, run_tiles
+from .sensor import SensorModel
 from .stac_item import item_path, stage_output_item, staged_items
 from .storage import MARGIN, check_folders, staging_root, storage_faults
 from .tiling import Window, tiles_covering
@@ -58,6 +62,7 @@ def superresolve_product(
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
     stage_times: StageTimes | None = None,
+    sensor_model: str | SensorModel = "estimate",
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
@@ -71,6 +76,9 @@ def superresolve_product(
     what their convolutions compute in, ``auto`` (bfloat16 where the device runs it natively, else float32),
     ``float32`` or ``bfloat16`` (``model.resolve_precision``).
     ``stage_times`` collects the seconds of each stage (read, compute, write, finish COG, STAC Item).
+    ``sensor_model``: the blur every stage assumes, ``estimate`` (measured once per product on fixed
+    windows of its grid, so an AOI run equals a whole-product run; :mod:`s2sr.blur`), ``mtf`` (documented),
+    ``paper`` or a :class:`~s2sr.sensor.SensorModel`; recorded in the GeoTIFF tags and the STAC Item.
     """
     output = Path(output)
     if tile_size <= 0 or tile_size % 6:
@@ -86,6 +94,7 @@ def superresolve_product(
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=TILING_CACHE_BYTES), ProductReader(located) as reader:
+        times = stage_times if stage_times is not None else StageTimes()
         geom = to_crs(area_of_interest.geometry, reader.crs) if area_of_interest else None
         area = aoi_window(geom, reader.transform, reader.raster, located.name) if geom is not None else reader.raster
         mask = inside_mask(geom, reader.transform, area) if geom is not None and clip_to_aoi else None
@@ -93,6 +102,8 @@ def superresolve_product(
             raise NoOutputError(f"the AOI covers no pixel of {located.name}")
         tiles = list(tiles_covering(reader.raster, area, tile_size))
         _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)), stac_item)
+        with times.timing("sensor model"):  # once per product, on fixed windows: the same for any AOI or tile size
+            nets = replace(nets, sensor=sensor_model_for(sensor_model, reader.read, reader.height, reader.width))
         from affine import Affine
 
         tags = {
@@ -102,8 +113,8 @@ def superresolve_product(
             "processing_baseline": located.metadata.baseline,
             "weights": ", ".join(n.manifest.name for n in (nets.x2, nets.x6) if n is not None),
             "reflectance": "DN x 0.0001 (offsets of baseline 04.00+ removed)",
+            "sensor_model": json.dumps(nets.sensor.to_dict()),
         }
-        times = stage_times if stage_times is not None else StageTimes()
         with CogWriter(
             output,
             crs=reader.crs,

@@ -56,17 +56,22 @@ class Fusion:
 PRECONDITIONER_RADIUS = 4
 
 
-def projection_reach(factor: int, steps: int) -> int:
+def projection_reach(factor: int, steps: int, sigma: float | None = None) -> int:
     """Fine pixels each side that one output pixel of :func:`project` depends on (for the tile border).
 
     Per step: the blur radius and the s x s block of ``degrade``, the preconditioner's radius, then the two
     coarse pixels each side (and the one it lies in) that bicubic upsampling reads.
     """
-    return steps * ((PRECONDITIONER_RADIUS + 4) * factor + degrade_reach(factor))
+    return steps * ((PRECONDITIONER_RADIUS + 4) * factor + degrade_reach(factor, sigma))
 
 
-@lru_cache(maxsize=8)
-def _preconditioner(factor: int) -> np.ndarray:
+#: Tikhonov weight of the preconditioner's fit: under a wide blur, exact consistency is a deconvolution that
+#: amplifies what the blur suppressed; the penalty restores only what the kernel passes well enough.
+PRECONDITIONER_RIDGE = 0.0
+
+
+@lru_cache(maxsize=32)
+def _preconditioner(factor: int, sigma: float | None = None, ridge: float | None = None) -> np.ndarray:
     """1-D coarse-grid filter g with g * k close to a delta, where k is ``degrade(upsample(.))`` along one axis.
 
     Grids are aligned, so degrade-after-upsample is a small symmetric convolution on the coarse grid; its
@@ -75,7 +80,7 @@ def _preconditioner(factor: int) -> np.ndarray:
     n = 41
     delta = np.zeros((1, 12, n), np.float32)
     delta[..., n // 2] = 1.0
-    k = degrade(upsample(delta, factor), factor)[0, 6].astype(np.float64)
+    k = degrade(upsample(delta, factor), factor, sigma)[0, 6].astype(np.float64)
     k = k[n // 2 - 5 : n // 2 + 6]
     width = 2 * PRECONDITIONER_RADIUS + 1
     rows = len(k) + width - 1
@@ -84,10 +89,16 @@ def _preconditioner(factor: int) -> np.ndarray:
         a[j : j + len(k), j] = k
     target = np.zeros(rows)
     target[rows // 2] = 1.0
+    ridge = PRECONDITIONER_RIDGE if ridge is None else ridge
+    if ridge > 0:
+        a = np.vstack([a, np.sqrt(ridge) * np.eye(width)])
+        target = np.concatenate([target, np.zeros(width)])
     return np.linalg.lstsq(a, target, rcond=None)[0].astype(np.float32)
 
 
-def project(estimate: np.ndarray, coarse: np.ndarray, factor: int, steps: int = 1) -> np.ndarray:
+def project(
+    estimate: np.ndarray, coarse: np.ndarray, factor: int, steps: int = 1, sigma: float | None = None,
+) -> np.ndarray:
     """Make ``estimate`` consistent with ``coarse``: afterwards ``degrade(estimate)`` reproduces it.
 
     Preconditioned back-projection: ``estimate += upsample(g * (coarse - degrade(estimate)))``, where ``g``
@@ -96,9 +107,9 @@ def project(estimate: np.ndarray, coarse: np.ndarray, factor: int, steps: int = 
     filled (no nodata holes): masked pixels are dropped later.
     """
     out = np.array(estimate, dtype=np.float32, copy=True)
-    g = _preconditioner(factor)
+    g = _preconditioner(factor, sigma)
     for _ in range(steps):
-        out += upsample(separable_filter(coarse - degrade(out, factor), g, "symmetric"), factor)
+        out += upsample(separable_filter(coarse - degrade(out, factor, sigma), g, "symmetric"), factor)
     return out
 
 
@@ -107,10 +118,10 @@ def highpass(fine: np.ndarray, factor: int) -> np.ndarray:
     return fine - upsample(degrade(fine, factor), factor)
 
 
-def regression_reach(factor: int) -> int:
+def regression_reach(factor: int, sigma: float | None = None) -> int:
     """Fine pixels each side that :func:`regression_detail` reads: its fit window, the predictors' degrading
     and high-pass, and the bicubic upsampling of the coefficient maps."""
-    return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + degrade_reach(factor)
+    return (REGRESSION_RADIUS[factor] + 3 + 2) * factor + degrade_reach(factor, sigma)
 
 
 #: Maps a function of a plane slice over a stack of ``n`` planes, concatenating the results along axis 0
@@ -171,6 +182,7 @@ class PredictorFit:
 
 def fit_predictors(
     predictors: np.ndarray, factor: int, usable: np.ndarray, crop: int = 0, planes: PlaneMap = _all_planes,
+    sigma: float | None = None,
 ) -> PredictorFit:
     """The band-independent part of :func:`regression_detail`; ``planes`` may split its stacks of planes
     over threads (each plane is computed alone, so the split changes no bit)."""
@@ -180,12 +192,12 @@ def fit_predictors(
     c0 = max(0, crop // factor - 4)  # fits needed: the kept pixels and four coarse pixels (bicubic's reach)
     # the fit windows of those pixels, and the degrading of theirs, leave an outer margin unread: cut it off
     # first (about a quarter of a production tile's float64 work at x2; the same sums up to rounding)
-    skip = max(0, c0 - radius - -(-degrade_reach(factor) // factor))
+    skip = max(0, c0 - radius - -(-degrade_reach(factor, sigma) // factor))
     if skip:
-        fit = fit_predictors(inner(predictors, skip * factor), factor, inner(usable, skip), crop - skip * factor, planes)
+        fit = fit_predictors(inner(predictors, skip * factor), factor, inner(usable, skip), crop - skip * factor, planes, sigma)
         return replace(fit, skip=skip)
     f0, keep = c0 * factor, crop - c0 * factor
-    degraded = planes(lambda s: degrade(predictors[s], factor), n_pred)
+    degraded = planes(lambda s: degrade(predictors[s], factor, sigma), n_pred)
     x = degraded.astype(np.float64)  # (p, h, w)
     weight = usable.astype(np.float64)
     weighted_x = weight * x
@@ -213,7 +225,8 @@ def fit_predictors(
 
 
 def regression_detail(
-    predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray, crop: int = 0
+    predictors: np.ndarray, coarse: np.ndarray, factor: int, usable: np.ndarray, crop: int = 0,
+    sigma: float | None = None,
 ) -> np.ndarray:
     """Fine-scale detail of ``coarse`` (bands, h, w) predicted from ``predictors`` (p, h*f, w*f).
 
@@ -225,7 +238,7 @@ def regression_detail(
     fine pixels each side (a multiple of ``factor``): the fits use the whole window, the fine-scale work
     only what the caller keeps. The same as ``fit_predictors(...).detail(coarse)``.
     """
-    return fit_predictors(predictors, factor, usable, crop).detail(coarse)
+    return fit_predictors(predictors, factor, usable, crop, sigma=sigma).detail(coarse)
 
 
 def _cholesky(lower: list[list[np.ndarray]]) -> list[list[np.ndarray]]:

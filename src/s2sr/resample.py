@@ -137,6 +137,8 @@ def separable_filter(a: np.ndarray, kernel: np.ndarray, mode: str = "reflect") -
 def _gaussian(sigma: float) -> np.ndarray:
     """Normalised 1-D Gaussian of radius ceil(3 sigma) (at least 1), float64."""
     radius = max(1, int(np.ceil(3 * sigma)))
+    if sigma < 1e-3:  # no blur: a delta (the block mean alone)
+        return np.array([0.0, 1.0, 0.0])
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
     return kernel / kernel.sum()
@@ -147,8 +149,9 @@ def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return separable_filter(a, _gaussian(sigma).astype(np.float32), "reflect")
 
 
-def degrade(a: np.ndarray, factor: int) -> np.ndarray:
-    """Wald's protocol degradation: blur with sigma = 1/factor (high-res pixels), then block mean.
+def degrade(a: np.ndarray, factor: int, sigma: float | None = None) -> np.ndarray:
+    """Blur with a Gaussian of ``sigma`` fine pixels (default: Wald's protocol as in the paper, 1/factor),
+    then an ``factor x factor`` block mean: how a band looks from a grid ``factor`` times coarser.
 
     Both are linear and separable, so each axis takes one filter (the Gaussian convolved with the box)
     evaluated at the coarse pixels only: the blur is never computed at fine pixels the mean would average.
@@ -156,7 +159,7 @@ def degrade(a: np.ndarray, factor: int) -> np.ndarray:
     *_, h, w = a.shape
     if h % factor or w % factor:
         raise ValueError(f"shape {h}x{w} is not divisible by {factor}")
-    kernel = _degrade_kernel(factor)
+    kernel = _degrade_kernel(factor, _sigma(factor, sigma))
     radius = (len(kernel) - factor) // 2
     out = a.astype(np.float32, copy=False)
     for axis in (a.ndim - 2, a.ndim - 1):
@@ -170,12 +173,33 @@ def degrade(a: np.ndarray, factor: int) -> np.ndarray:
     return out
 
 
-def degrade_reach(factor: int) -> int:
+def degrade_bands(a: np.ndarray, factor: int, sigmas: tuple[float, ...]) -> np.ndarray:
+    """:func:`degrade` of a stack (bands, h, w) with one blur per band (bands with the same blur together)."""
+    if len(sigmas) != len(a):
+        raise ValueError(f"{len(sigmas)} blur widths for {len(a)} bands")
+    if len(set(sigmas)) == 1:
+        return degrade(a, factor, sigmas[0])
+    out = None
+    for sigma in dict.fromkeys(sigmas):
+        idx = [i for i, s in enumerate(sigmas) if s == sigma]
+        part = degrade(a[idx], factor, sigma)
+        if out is None:
+            out = np.empty((len(a), *part.shape[1:]), np.float32)
+        out[idx] = part
+    return out
+
+
+def degrade_reach(factor: int, sigma: float | None = None) -> int:
     """Fine pixels beyond a coarse pixel's own block that :func:`degrade` reads for it (the blur's radius)."""
-    return (len(_degrade_kernel(factor)) - factor) // 2
+    return (len(_degrade_kernel(factor, _sigma(factor, sigma))) - factor) // 2
 
 
-@lru_cache(maxsize=8)
-def _degrade_kernel(factor: int) -> np.ndarray:
+def _sigma(factor: int, sigma: float | None) -> float:
+    """The blur width to use: Wald's protocol as in the paper (1/factor) unless given."""
+    return 1.0 / factor if sigma is None else float(sigma)
+
+
+@lru_cache(maxsize=64)
+def _degrade_kernel(factor: int, sigma: float) -> np.ndarray:
     """The 1-D filter of :func:`degrade`: the Gaussian of :func:`gaussian_blur` convolved with a mean over ``factor``."""
-    return np.convolve(_gaussian(1.0 / factor), np.full(factor, 1.0 / factor)).astype(np.float32)
+    return np.convolve(_gaussian(sigma), np.full(factor, 1.0 / factor)).astype(np.float32)

@@ -68,6 +68,7 @@ def stage_output_item(
         epsg = CRS.from_user_input(ds.crs).to_epsg()
         shape, transform = [ds.height, ds.width], list(ds.transform)[:6]
         resolution = abs(ds.transform.a)
+        sensor_model = ds.tags().get("sensor_model")
     geometry, bbox = as_feature_geometry(footprint) if footprint is not None else (None, None)
     item = {
         "type": "Feature",
@@ -90,6 +91,7 @@ def stage_output_item(
             "processing:software": {"s2sr": version},
             "s2sr:source_product": source_name,
             "s2sr:weights": [{"name": w.name, "sha256": w.sha256, "fusion": w.fusion} for w in weights],
+            **({"s2sr:sensor_model": json.loads(sensor_model)} if sensor_model else {}),
         },
         "links": [{"rel": "derived_from", "href": _href(source, tif), "title": source_name}],
         "assets": {

@@ -17,16 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from ..api import superresolve_with
+from ..bands import BANDS_10M, BANDS_20M, BANDS_60M
 from ..inference import load_nets
 from ..refine import Fusion
-from ..resample import degrade, upsample
+from ..resample import degrade_bands, upsample
+from ..sensor import PROTOCOLS, protocol_sigma
 from ..tiling import Window
 from .metrics import summary
 from .sources import Scene, make_scene
 
 METRICS = ("rmse", "sre", "sam", "uiq", "ergas")
 MIN_X6_SIDE = 400
-NET_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+NET_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+#: The product runs both DSen2 nets: at x6 a weight of 0 (no net) is measured and reported, not chosen.
+MIN_CHOSEN_WEIGHT = {2: 0.0, 6: 0.1}
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,15 @@ class Row:
     level: str = ""  # product level, or "L2A decimated" for scenes not at native resolution (pooled apart)
     pixels: int = 0
     sums: dict = field(default_factory=dict, repr=False)  # squared error and angle sums, for pooling
+    kernel: str = "paper"  # the degradation protocol (``s2sr.sensor.PROTOCOLS``)
 
 
-def wald_inputs(scene: Scene, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Degraded 10, 20 and 60 m stacks as a product would hold them, and the real target; None if too small."""
+def wald_inputs(scene: Scene, scale: int, kernel: str = "paper") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Degraded 10, 20 and 60 m stacks as a product would hold them, and the real target; None if too small.
+
+    ``kernel``: the blur of the degradation, the paper's (sigma 1/scale for every band) or each band's own
+    documented MTF (``sensor``); see :func:`s2sr.sensor.protocol_sigma`.
+    """
     if scale == 6 and min(scene.size10) < MIN_X6_SIDE:
         return None
     step = 12 if scale == 2 else 36
@@ -65,7 +74,10 @@ def wald_inputs(scene: Scene, scale: int) -> tuple[np.ndarray, np.ndarray, np.nd
         return None
     im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
     target = im20 if scale == 2 else im60
-    return degrade(im10, scale), degrade(im20, scale), degrade(im60, scale), target
+    def down(a, bands):
+        return degrade_bands(a, scale, tuple(protocol_sigma(b, scale, kernel) for b in bands))
+
+    return down(im10, BANDS_10M), down(im20, BANDS_20M), down(im60, BANDS_60M), target
 
 
 def _valid(target: np.ndarray) -> np.ndarray:
@@ -80,11 +92,13 @@ def _sums(pred: np.ndarray, target: np.ndarray) -> dict:
 
 
 def predict(
-    scene: Scene, scale: int, method: Method, weights_dir: Path | None = None, precision: str = "float32",
+    scene: Scene, scale: int, method: Method, weights_dir: Path | None = None, kernel: str = "paper",
+    precision: str = "float32",
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(prediction, target) of one method for one scene at one scale, through the product's array path, the nets
-    in ``precision`` (float32 by default: the reference; ``auto`` or ``bfloat16`` to judge bfloat16 by it)."""
-    inputs = wald_inputs(scene, scale)
+    """(prediction, target) of one method for one scene at one scale under one degradation kernel, through the
+    product's array path, the nets in ``precision`` (float32 by default: the reference; ``auto`` or
+    ``bfloat16`` to judge bfloat16 by it)."""
+    inputs = wald_inputs(scene, scale, kernel)
     if inputs is None:
         return None
     b10, b20, b60, target = inputs
@@ -98,21 +112,24 @@ def predict(
 
 def evaluate_scenes(
     scenes: list[Scene], scales=(2, 6), weights_dir: Path | None = None, methods=DEFAULT_METHODS,
-    log: Callable[[str], None] = lambda s: None, precision: str = "float32",
+    log: Callable[[str], None] = lambda s: None, kernels: tuple[str, ...] = PROTOCOLS, precision: str = "float32",
 ) -> list[Row]:
-    """Metrics of every method for every scene large enough for each scale, the nets in ``precision``."""
+    """Metrics of every method for every scene large enough for each scale, under each degradation kernel,
+    the nets in ``precision``."""
     rows: list[Row] = []
-    for scale in scales:
-        for scene in scenes:
-            for method in methods:
-                got = predict(scene, scale, method, weights_dir, precision)
-                if got is None:
-                    break
-                pred, target = got
-                sums = _sums(pred, target)
-                group = f"{scene.level} decimated" if scene.source == "decimated-tile" else scene.level
-                rows.append(Row(scene.name, scale, method.name, summary(pred, target, scale), group, sums["pixels"], sums))
-            log(f"x{scale} {scene.name}: done")
+    for kernel in kernels:
+        for scale in scales:
+            for scene in scenes:
+                for method in methods:
+                    got = predict(scene, scale, method, weights_dir, kernel, precision)
+                    if got is None:
+                        break
+                    pred, target = got
+                    sums = _sums(pred, target)
+                    group = f"{scene.level} decimated" if scene.source == "decimated-tile" else scene.level
+                    rows.append(Row(scene.name, scale, method.name, summary(pred, target, scale), group,
+                                    sums["pixels"], sums, kernel))
+                log(f"{kernel} kernel, x{scale} {scene.name}: done")
     return rows
 
 
@@ -126,10 +143,10 @@ def pooled_rows(rows: list[Row]) -> list[Row]:
     native = [lv for lv in levels if "decimated" not in lv]
     groups = [(lv, [lv]) for lv in levels] + ([("native", native)] if len(native) > 1 else [])
     methods = list(dict.fromkeys(r.method for r in rows))
-    for scale in sorted({r.scale for r in rows}):
+    for kernel, scale in dict.fromkeys((r.kernel, r.scale) for r in rows):
         for name, members in groups:
             for method in methods:
-                sel = [r for r in rows if r.scale == scale and r.method == method and r.level in members]
+                sel = [r for r in rows if r.kernel == kernel and r.scale == scale and r.method == method and r.level in members]
                 if not sel:
                     continue
                 values = sum(r.sums["values"] for r in sel)
@@ -137,49 +154,53 @@ def pooled_rows(rows: list[Row]) -> list[Row]:
                 metrics = {m: float("nan") for m in METRICS}
                 metrics["rmse"] = float(np.sqrt(sum(r.sums["sq"] for r in sel) / values))
                 metrics["sam"] = sum(r.sums["angle"] for r in sel) / pixels
-                out.append(Row(f"pooled over {len(sel)} {name} scenes", scale, method, metrics, name, pixels))
+                out.append(Row(f"pooled over {len(sel)} {name} scenes", scale, method, metrics, name, pixels, kernel=kernel))
     return out
 
 
 def ratio_table(rows: list[Row]) -> dict[tuple[str, int, str], float]:
     """RMSE ratio to bicubic for every (scene, scale, method) row that has a bicubic partner."""
-    bicubic = {(r.scene, r.scale): r.metrics["rmse"] for r in rows if r.method == BICUBIC.name}
-    return {(r.scene, r.scale, r.method): r.metrics["rmse"] / bicubic[(r.scene, r.scale)]
-            for r in rows if (r.scene, r.scale) in bicubic and bicubic[(r.scene, r.scale)] > 0}
+    bicubic = {(r.kernel, r.scene, r.scale): r.metrics["rmse"] for r in rows if r.method == BICUBIC.name}
+    return {(r.kernel, r.scene, r.scale, r.method): r.metrics["rmse"] / bicubic[(r.kernel, r.scene, r.scale)]
+            for r in rows if bicubic.get((r.kernel, r.scene, r.scale), 0) > 0}
 
 
 def markdown(rows: list[Row]) -> str:
     """A table with the RMSE ratio to bicubic on every row (pooled rows leave UIQ, SRE and ERGAS out)."""
     ratios = ratio_table(rows)
-    lines = ["| scene | level | scale | method | RMSE | ratio | SAM deg | SRE dB | UIQ | ERGAS |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| kernel | scene | level | scale | method | RMSE | ratio | SAM deg | SRE dB | UIQ | ERGAS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r.metrics
-        ratio = ratios.get((r.scene, r.scale, r.method), float("nan"))
+        ratio = ratios.get((r.kernel, r.scene, r.scale, r.method), float("nan"))
         extra = " | ".join("-" if np.isnan(m[k]) else f"{m[k]:.{d}f}" for k, d in (("sre", 2), ("uiq", 4), ("ergas", 3)))
-        lines.append(f"| {r.scene} | {r.level} | x{r.scale} | {r.method} | {m['rmse']:.1f} | {ratio:.3f} | {m['sam']:.3f} | {extra} |")
+        lines.append(f"| {r.kernel} | {r.scene} | {r.level} | x{r.scale} | {r.method} | {m['rmse']:.1f} | {ratio:.3f} | {m['sam']:.3f} | {extra} |")
     return "\n".join(lines)
 
 
 def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], None] = lambda s: None) -> dict[int, Fusion]:
-    """Per scale, the net weight with the lowest pooled RMSE on ``scenes`` (the selection split, never the
-    test split), projection on; written into the manifests in ``weights_dir``."""
+    """Per scale, the net weight with the lowest pooled RMSE ratio on ``scenes`` (the selection split, never the
+    test split), averaged over both degradation kernels (a weight tuned to one kernel is not chosen), projection
+    on; written into the manifests in ``weights_dir``."""
     chosen = {}
     for scale in (2, 6):
         candidates = [Method(f"w{w}", ((scale, Fusion(w, 1)),)) for w in NET_WEIGHTS]
         rows = evaluate_scenes(scenes, (scale,), weights_dir, (BICUBIC, *candidates))
         everything = [replace(r, level="selection") for r in rows]
-        pooled = {r.method: r.metrics["rmse"] for r in pooled_rows(everything)}
+        pooled = {(r.kernel, r.method): r.metrics["rmse"] for r in pooled_rows(everything)}
         if not pooled:
             raise ValueError(f"x{scale}: no selection scene is large enough")
-        scores = {m.name: pooled[m.name] / pooled[BICUBIC.name] for m in candidates}
-        best = min(candidates, key=lambda m: scores[m.name])
+        by_kernel = {k: {m.name: pooled[(k, m.name)] / pooled[(k, BICUBIC.name)] for m in candidates} for k in PROTOCOLS}
+        scores = {m.name: float(np.mean([by_kernel[k][m.name] for k in PROTOCOLS])) for m in candidates}
+        best = min((m for m in candidates if m.overrides[0][1].net_weight >= MIN_CHOSEN_WEIGHT[scale]), key=lambda m: scores[m.name])
         chosen[scale] = best.overrides[0][1]
-        log(f"x{scale}: pooled ratio by net weight " + ", ".join(f"{k[1:]}: {v:.3f}" for k, v in scores.items()))
+        for k in PROTOCOLS:
+            log(f"x{scale}, {k} kernel: pooled ratio by net weight " + ", ".join(f"{n[1:]}: {v:.3f}" for n, v in by_kernel[k].items()))
         path = weights_dir / f"dsen2_x{scale}.json"
         raw = json.loads(path.read_text())
         raw["fusion"] = {**chosen[scale].to_dict(), "chosen_on": sorted({s.name for s in scenes}),
-                         "pooled_ratio_by_net_weight": {k[1:]: round(v, 4) for k, v in scores.items()}}
+                         "kernels": list(PROTOCOLS),
+                         "pooled_ratio_by_net_weight": {k: {n[1:]: round(v, 4) for n, v in by_kernel[k].items()} for k in PROTOCOLS}}
         path.write_text(json.dumps(raw, indent=2) + "\n")
     return chosen
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..model import Architecture, WeightsManifest, build_dsen2, expected_bands, save_weights
+from ..sensor import PROTOCOLS
 from .sources import Scene
-from .wald import WaldPair, bicubic_baseline, sample_patches, wald_pair
+from .wald import BLUR_RANGE, WaldPair, bicubic_baseline, draw_blur, protocol_blur, sample_patches, wald_pair
 
 #: Scenes that choose the model (early-stopping epoch, fusion weights): never trained on, never reported.
 SELECTION_SCENES = (
@@ -60,6 +61,8 @@ class TrainConfig:
     minutes: float | None = None
     patience: int = 10
     offsets: bool = True  # per-band offset augmentation (wald.sample_patches): L1C and L2A alike
+    blur: bool = False  # blur augmentation (wald.draw_blur), validated under the paper's and the sensor's kernel
+    init: Path | None = None  # start from the weights in this folder (fine-tuning) instead of from bicubic
     validation_scenes: tuple[str, ...] = field(default=SELECTION_SCENES)
     test_scenes: tuple[str, ...] = field(default=TEST_SCENES)
 
@@ -101,7 +104,9 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
     keras.utils.set_random_seed(cfg.seed)
     train_scenes, val_scenes = split(scenes, cfg.validation_scenes, cfg.test_scenes)
     train_pairs = [p for p in (wald_pair(s, cfg.scale) for s in train_scenes) if p is not None]
-    val_pairs = [p for p in (wald_pair(s, cfg.scale) for s in val_scenes) if p is not None]
+    kernels = PROTOCOLS if cfg.blur else ("paper",)
+    val_pairs = [p for k in kernels for p in (wald_pair(s, cfg.scale, protocol_blur(cfg.scale, k)) for s in val_scenes)
+                 if p is not None]
     if not train_pairs or not val_pairs:
         raise ValueError(f"x{cfg.scale}: {len(train_pairs)} training and {len(val_pairs)} validation scenes usable")
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,12 +118,18 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
         log(f"x{cfg.scale}: resumed at epoch {state['epoch']}")
     else:
         model = build_dsen2(cfg.scale, Architecture(cfg.features, cfg.blocks))
+        if cfg.init is not None:
+            from ..model import load_net
+
+            model.set_weights(load_net(f"dsen2_x{cfg.scale}", cfg.init, "cpu").model.get_weights())
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="mean_absolute_error")
     started = time.monotonic()
     groups, outputs = expected_bands(cfg.scale)
     while state["epoch"] < cfg.epochs:
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([cfg.seed, epoch])
+        if cfg.blur:  # every scene degraded anew, each band with its own blur
+            train_pairs = [p for p in (wald_pair(s, cfg.scale, draw_blur(rng, cfg.scale)) for s in train_scenes) if p is not None]
         xs, y = sample_patches(train_pairs, cfg.steps_per_epoch * cfg.batch, cfg.patch, rng, cfg.offsets)
         hist = model.fit([x / 2000.0 for x in xs], y / 2000.0, batch_size=cfg.batch, epochs=1, verbose=0, shuffle=False)
         ratios = validation_ratios(model, val_pairs)
@@ -139,7 +150,10 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
                 output_bands=outputs,
                 context_border=Architecture(cfg.features, cfg.blocks).required_border,
                 training={
-                    "method": "Wald protocol, L1 loss, residual to bicubic, Adam" + (", per-band offset augmentation" if cfg.offsets else ""),
+                    "method": "Wald protocol, L1 loss, residual to bicubic, Adam" + (", per-band offset augmentation" if cfg.offsets else "")
+                    + (f", per-band blur augmentation (sigma {BLUR_RANGE[cfg.scale][0]}-{BLUR_RANGE[cfg.scale][1]} px), "
+                       "validated under the paper's and the sensor's kernel" if cfg.blur else "")
+                    + (f", fine-tuned from {cfg.init}" if cfg.init else ""),
                     "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
                     "training_scenes": [s.name for s in train_scenes],
                     "validation_scenes": [s.name for s in val_scenes],

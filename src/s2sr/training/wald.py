@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..resample import degrade, upsample
+from ..bands import BANDS_10M, BANDS_20M, BANDS_60M
+from ..resample import degrade_bands, upsample
+from ..sensor import protocol_sigma
 from .sources import Scene
 
 
@@ -29,20 +31,42 @@ class WaldPair:
         return self.target.shape[1], self.target.shape[2]
 
 
-def wald_pair(scene: Scene, scale: int) -> WaldPair | None:
-    """The degraded inputs and real target of a scene, or None when it is too small for this scale."""
+#: Blur augmentation: each band's Gaussian sigma (its own pixels) drawn from this range per scene and epoch,
+#: covering the paper's kernel (1/scale) and every band's documented MTF kernel (``s2sr.sensor``).
+BLUR_RANGE = {2: (0.4, 0.9), 6: (0.1, 2.8)}
+
+
+def draw_blur(rng: np.random.Generator, scale: int) -> dict[str, float]:
+    """One blur per band for a Wald pair (blur augmentation)."""
+    return {b: float(rng.uniform(*BLUR_RANGE[scale])) for b in BANDS_10M + BANDS_20M + BANDS_60M}
+
+
+def protocol_blur(scale: int, protocol: str) -> dict[str, float]:
+    """Every band's blur under a kernel protocol (``paper`` or ``sensor``)."""
+    return {b: protocol_sigma(b, scale, protocol) for b in BANDS_10M + BANDS_20M + BANDS_60M}
+
+
+def wald_pair(scene: Scene, scale: int, blur: dict[str, float] | None = None) -> WaldPair | None:
+    """The degraded inputs and real target of a scene, or None when it is too small for this scale.
+
+    ``blur``: each band's Gaussian sigma in its own pixels (default: the paper's, 1/scale for all)."""
+    blur = blur or protocol_blur(scale, "paper")
+
+    def degrade(a, bands):
+        return degrade_bands(a, scale, tuple(blur[b] for b in bands))
+
     h, w = scene.size10
     if scale == 2:
         h, w = h // 12 * 12, w // 12 * 12  # 20 m input degraded by 2 must stay on the 60 m step
         im10, im20 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2]
-        inputs = [degrade(im10, 2), upsample(degrade(im20, 2), 2)]
+        inputs = [degrade(im10, BANDS_10M), upsample(degrade(im20, BANDS_20M), 2)]
         target = im20
     elif scale == 6:
         h, w = h // 36 * 36, w // 36 * 36
         if h < 36 * 3 or w < 36 * 3:
             return None
         im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
-        inputs = [degrade(im10, 6), upsample(degrade(im20, 6), 2), upsample(degrade(im60, 6), 6)]
+        inputs = [degrade(im10, BANDS_10M), upsample(degrade(im20, BANDS_20M), 2), upsample(degrade(im60, BANDS_60M), 6)]
         target = im60
     else:
         raise ValueError(f"scale must be 2 or 6, got {scale}")
