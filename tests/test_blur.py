@@ -35,8 +35,7 @@ def _windows(fine, mix, sigma2, sigma_swir, sigma6, noise=2.0, seed=0):
     c60 = degrade(z[6:], 6, sigma6)
     c20 += rng.normal(0, noise, c20.shape).astype(np.float32)
     c60 += rng.normal(0, noise, c60.shape).astype(np.float32)
-    ones = np.ones(fine.shape[1:], bool)
-    return [(fine, ones, {2: (c20, np.ones(c20.shape[1:], bool)), 6: (c60, np.ones(c60.shape[1:], bool))})]
+    return [{2: (fine, c20, np.ones(c20.shape[1:], bool)), 6: (fine, c60, np.ones(c60.shape[1:], bool))}]
 
 
 @pytest.mark.parametrize("sigma2,sigma6", [(0.5, 1 / 6), (0.8, 2.3), (0.3, 3.0)])
@@ -61,9 +60,8 @@ def test_swir_is_bounded_by_the_red_edge_and_the_documented_ratio():
 
 def test_a_scene_without_texture_keeps_the_documented_kernels():
     fine = np.full((4, 360, 360), 1500.0, np.float32)
-    ones = np.ones((360, 360), bool)
-    windows = [(fine, ones, {2: (np.full((6, 180, 180), 800.0, np.float32), np.ones((180, 180), bool)),
-                             6: (np.full((2, 60, 60), 900.0, np.float32), np.ones((60, 60), bool))})]
+    windows = [{2: (fine, np.full((6, 180, 180), 800.0, np.float32), np.ones((180, 180), bool)),
+                6: (fine, np.full((2, 60, 60), 900.0, np.float32), np.ones((60, 60), bool))}]
     model = estimate_sensor_model(windows)
     assert {k.source for k in model.kernels} == {"mtf"}
     assert model.kernel("B1").sigma == pytest.approx(mtf_sigma("B1", 6))
@@ -71,6 +69,6 @@ def test_a_scene_without_texture_keeps_the_documented_kernels():
 
 def test_too_few_usable_pixels_keep_the_documented_kernels():
     fine, mix = _scene(3, 72)
-    (f, ones, groups), = _windows(fine, mix, 0.8, 0.8, 2.3)
-    windows = [(f, ones, {k: (c, np.zeros_like(u)) for k, (c, u) in groups.items()})]
+    (groups,) = _windows(fine, mix, 0.8, 0.8, 2.3)
+    windows = [{k: (f, c, np.zeros_like(u)) for k, (f, c, u) in groups.items()}]
     assert {k.source for k in estimate_sensor_model(windows).kernels} == {"mtf"}

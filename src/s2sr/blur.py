@@ -98,43 +98,38 @@ def _best(sigmas: np.ndarray, score: np.ndarray) -> float:
     return float(sigmas[i])
 
 
-def estimate_bands(samples: Sequence[Sample], factor: int) -> list[float] | None:
-    """Each band's blur (fine pixels), or None where a group's fit cannot be trusted."""
-    if sum(int(s.usable.sum()) for s in samples) < MIN_PIXELS[factor]:
-        return None
-    sigmas = np.round(np.arange(0.0, MAX_SIGMA[factor] + 1e-9, SIGMA_STEP[factor]), 4)
-    curves = r2_curves(samples, sigmas)  # (sigmas, bands)
-    score = curves.mean(axis=1)
-    if score.max() < MIN_R2 or score.max() - score.min() < MIN_R2_RANGE:
-        return None
-    return [min(max(_best(sigmas, curves[:, b]), 0.0), MAX_SIGMA[factor]) for b in range(curves.shape[1])]
-
-
-def estimate_sensor_model(windows: Iterable[tuple[np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]]) -> SensorModel:
+def estimate_sensor_model(windows: Iterable[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> SensorModel:
     """The sensor model of a product from its estimation windows.
 
-    Each window is ``(fine, valid_fine, {factor: (coarse, usable)})``: the filled 10 m bands, where they hold
-    data, and per factor the coarse group with its usable pixels. Groups that cannot be estimated keep the
-    documented MTF kernel (source ``mtf``).
+    Each window is ``{factor: (fine, coarse, usable)}``: the filled 10 m bands, the coarse group (all its
+    bands, in the nets' order) and its usable pixels. The R^2 curves are computed once per factor for all its
+    bands; each group's estimate is then taken from its bands' curves. Groups that cannot be estimated (too
+    few usable pixels, a fit explaining less than ``MIN_R2``, a flat criterion) keep the documented MTF
+    kernel (source ``mtf``).
     """
     by_factor: dict[int, list[Sample]] = {2: [], 6: []}
-    for fine, _valid, groups in windows:
-        for factor, (coarse, usable) in groups.items():
+    for window in windows:
+        for factor, (fine, coarse, usable) in window.items():
             by_factor[factor].append(Sample(fine, coarse, usable, factor))
     sigmas: dict[str, float] = {}
-    for group in GROUPS:
-        factor = 6 if group == BANDS_60M else 2
-        idx = [(BANDS_20M if factor == 2 else BANDS_60M).index(b) for b in group]
-        samples = [Sample(s.fine, s.coarse[idx], s.usable, factor) for s in by_factor[factor]]
-        found = estimate_bands(samples, factor) if samples else None
-        if found is None:
+    for factor, bands in ((2, BANDS_20M), (6, BANDS_60M)):
+        samples = by_factor[factor]
+        if sum(int(s.usable.sum()) for s in samples) < MIN_PIXELS[factor]:
             continue
-        if group == BANDS_20M[4:]:  # SWIR: bounded by the red-edge estimate and the documented ratio
-            red_edge = BANDS_20M[:4]
-            base = np.mean([sigmas.get(b, mtf_sigma(b, 2)) for b in red_edge])
-            doc = np.mean([mtf_sigma(b, 2) for b in red_edge])
-            found = [float(np.clip(s, base, base * mtf_sigma(b, 2) / doc)) for s, b in zip(found, group, strict=True)]
-        sigmas.update(zip(group, found, strict=True))
+        grid = np.round(np.arange(0.0, MAX_SIGMA[factor] + 1e-9, SIGMA_STEP[factor]), 4)
+        curves = r2_curves(samples, grid)  # (candidates, bands)
+        for group in (g for g in GROUPS if g[0] in bands):
+            group_curves = curves[:, [bands.index(b) for b in group]]
+            score = group_curves.mean(axis=1)
+            if score.max() < MIN_R2 or score.max() - score.min() < MIN_R2_RANGE:
+                continue
+            found = [min(max(_best(grid, group_curves[:, i]), 0.0), MAX_SIGMA[factor]) for i in range(len(group))]
+            if group == BANDS_20M[4:]:  # SWIR: bounded by the red-edge estimate and the documented ratio
+                red_edge = BANDS_20M[:4]
+                base = np.mean([sigmas.get(b, mtf_sigma(b, 2)) for b in red_edge])
+                doc = np.mean([mtf_sigma(b, 2) for b in red_edge])
+                found = [float(np.clip(s, base, base * mtf_sigma(b, 2) / doc)) for s, b in zip(found, group, strict=True)]
+            sigmas.update(zip(group, found, strict=True))
     return SensorModel.from_sigmas(sigmas)
 
 
@@ -160,9 +155,10 @@ def sensor_model_for(choice: str | SensorModel, read, height: int, width: int) -
 
     def window(w: Window):
         g10, g20, g60 = read(w)
-        groups = {2: (g20.filled(FILL_REACH // 2), usable_coarse(g10.valid, g20.saturated, g20.valid, 2))}
+        fine = g10.filled(FILL_REACH)
+        groups = {2: (fine, g20.filled(FILL_REACH // 2), usable_coarse(g10.valid, g20.saturated, g20.valid, 2))}
         if g60 is not None:
-            groups[6] = (g60.filled(FILL_REACH // 6), usable_coarse(g10.valid, g60.saturated, g60.valid, 6))
-        return g10.filled(FILL_REACH), g10.valid, groups
+            groups[6] = (fine, g60.filled(FILL_REACH // 6), usable_coarse(g10.valid, g60.saturated, g60.valid, 6))
+        return groups
 
     return estimate_sensor_model(window(w) for w in estimation_windows(height, width))
