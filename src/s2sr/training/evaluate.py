@@ -20,11 +20,12 @@ from ..api import superresolve_with
 from ..bands import BANDS_10M, BANDS_20M, BANDS_60M
 from ..inference import load_nets
 from ..refine import Fusion
-from ..resample import degrade_bands, upsample
-from ..sensor import PROTOCOLS, protocol_sigma
+from ..resample import upsample
+from ..sensor import PROTOCOLS
 from ..tiling import Window
 from .metrics import summary
 from .sources import Scene, make_scene
+from .wald import degrade_group, protocol_blur
 
 METRICS = ("rmse", "sre", "sam", "uiq", "ergas")
 MIN_X6_SIDE = 400
@@ -64,7 +65,7 @@ def wald_inputs(scene: Scene, scale: int, kernel: str = "paper") -> tuple[np.nda
     """Degraded 10, 20 and 60 m stacks as a product would hold them, and the real target; None if too small.
 
     ``kernel``: the blur of the degradation, the paper's (sigma 1/scale for every band) or each band's own
-    documented MTF (``sensor``); see :func:`s2sr.sensor.protocol_sigma`.
+    documented MTF (``sensor``), as training degrades them (:func:`.wald.protocol_blur`).
     """
     if scale == 6 and min(scene.size10) < MIN_X6_SIDE:
         return None
@@ -74,10 +75,9 @@ def wald_inputs(scene: Scene, scale: int, kernel: str = "paper") -> tuple[np.nda
         return None
     im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
     target = im20 if scale == 2 else im60
-    def down(a, bands):
-        return degrade_bands(a, scale, tuple(protocol_sigma(b, scale, kernel) for b in bands))
-
-    return down(im10, BANDS_10M), down(im20, BANDS_20M), down(im60, BANDS_60M), target
+    blur = protocol_blur(scale, kernel)
+    return (degrade_group(im10, scale, BANDS_10M, blur), degrade_group(im20, scale, BANDS_20M, blur),
+            degrade_group(im60, scale, BANDS_60M, blur), target)
 
 
 def _valid(target: np.ndarray) -> np.ndarray:

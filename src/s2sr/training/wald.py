@@ -46,6 +46,11 @@ def protocol_blur(scale: int, protocol: str) -> dict[str, float]:
     return {b: protocol_sigma(b, scale, protocol) for b in BANDS_10M + BANDS_20M + BANDS_60M}
 
 
+def degrade_group(a: np.ndarray, scale: int, bands: tuple[str, ...], blur: dict[str, float]) -> np.ndarray:
+    """A band group degraded by ``scale``, each band with its own blur (Wald's protocol, training and evaluation)."""
+    return degrade_bands(a, scale, tuple(blur[b] for b in bands))
+
+
 def wald_pair(scene: Scene, scale: int, blur: dict[str, float] | None = None) -> WaldPair | None:
     """The degraded inputs and real target of a scene, or None when it is too small for this scale.
 
@@ -53,7 +58,7 @@ def wald_pair(scene: Scene, scale: int, blur: dict[str, float] | None = None) ->
     blur = blur or protocol_blur(scale, "paper")
 
     def degrade(a, bands):
-        return degrade_bands(a, scale, tuple(blur[b] for b in bands))
+        return degrade_group(a, scale, bands, blur)
 
     h, w = scene.size10
     if scale == 2:
