@@ -109,6 +109,15 @@ class MemoryCgroup:
         self.path.rmdir()
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident memory (``VmHWM``): unlike ``ru_maxrss``, which Linux carries across
+    ``exec``, it does not start at the parent's size when the parent has just built the product."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto", precision: str = "auto") -> dict:
     """One product run in this process; returns its figures."""
     import s2sr
@@ -123,10 +132,10 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
     def progress(done: int, total: int) -> None:
         now = time.perf_counter()
         if done == total:
-            tiling_rss[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            tiling_rss[0] = peak_rss_gib()
         if done == total or now - last[0] > 120:
             nets = times.seconds.get("nets", 0.0)  # so that a run cut short still says where its time went
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            rss = peak_rss_gib()
             print(f"  {precision}: {done}/{total} tiles after {(now - start) / 60:.1f} min, nets {nets:.0f} s "
                   f"({nets / max(done, 1):.1f} s per tile), peak RSS {rss:.2f} GiB", file=sys.stderr, flush=True)
             last[0] = now
@@ -140,7 +149,7 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
         "nets_on": compute_device(device, precision),
         "seconds": seconds,
         "stages": times.seconds,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gib": peak_rss_gib(),
         "peak_rss_tiling_gib": tiling_rss[0],
         "output_gib": output.stat().st_size / 2**30,
     }

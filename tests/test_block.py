@@ -34,6 +34,7 @@ def test_defaults_match_the_manifest():
         ({"clip_to_aoi": "yes", "bbox": [0, 0, 1, 1]}, "clip_to_aoi must be true or false"),
         ({"clip_to_aoi": False, "zoom": 3}, "unknown parameter"),
         ({"precision": "float16"}, "precision must be one of auto, float32, bfloat16, got 'float16'"),
+        ({"sensor_model": "box"}, "sensor_model must be one of estimate, mtf, paper, got 'box'"),
     ],
 )
 def test_bad_parameters_say_what_to_change(params, match):
@@ -49,6 +50,8 @@ def test_parameters_parse():
     assert p.bbox == (13.3, 52.4, 13.5, 52.6) and p.clip_to_aoi and not p.copy_original_bands
     assert p.aoi.bounds == (13.3, 52.4, 13.5, 52.6)
     assert BlockParameters.from_json('{"precision": "float32"}').precision == "float32"
+    assert BlockParameters().sensor_model == "estimate"
+    assert BlockParameters.from_json('{"sensor_model": "paper"}').sensor_model == "paper"
 
 
 def _input_dir(tmp_path: Path, build_product, n: int = 1, **spec) -> Path:

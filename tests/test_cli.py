@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -24,6 +25,17 @@ def test_run_with_bbox(build_product, tmp_path):
     assert next(line for line in proc.stderr.splitlines() if "s2sr: nets:" in line).endswith(", float32")
     with rasterio.open(out) as ds:
         assert ds.count == 12 and all(n % 6 == 0 and 24 <= n <= 36 for n in ds.shape)
+
+
+def test_run_records_the_sensor_model_asked_for(build_product, tmp_path):
+    out = tmp_path / "o.tif"
+    proc = _s2sr("run", build_product(size=36), out, "--sensor-model", "mtf", "--device", "cpu", "--precision", "float32")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(out) as ds:
+        recorded = json.loads(ds.tags()["sensor_model"])
+    assert {k["source"] for k in recorded.values()} == {"mtf"} and 1.9 < recorded["B1"]["sigma_px"] < 2.4
+    proc = _s2sr("run", build_product(size=12), tmp_path / "p.tif", "--sensor-model", "gaussian")
+    assert proc.returncode == 2 and "--sensor-model: invalid choice: 'gaussian'" in proc.stderr
 
 
 def test_run_errors_have_exit_codes(build_product, tmp_path):

@@ -77,6 +77,7 @@ def run_block(
                     clip_to_aoi=params.clip_to_aoi,
                     copy_original_bands=params.copy_original_bands,
                     precision=params.precision,
+                    sensor_model=params.sensor_model,
                     progress=progress(label) if progress else None,
                     **extra,
                 )

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from s2sr.aoi import geometry_from_bbox, geometry_from_geojson
+from s2sr.blur import CHOICES as SENSOR_MODELS
+from s2sr.blur import DEFAULT_SENSOR_MODEL
 from s2sr.errors import InputParametersError
 from s2sr.model import DEFAULT_PRECISION, PRECISIONS
 
@@ -25,6 +27,7 @@ class BlockParameters:
     clip_to_aoi: bool = False
     copy_original_bands: bool = True
     precision: str = DEFAULT_PRECISION  # what the nets compute in: auto (bfloat16 where native), float32, bfloat16
+    sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate (per product), mtf, paper
 
     @property
     def aoi(self) -> Any:
@@ -63,6 +66,9 @@ class BlockParameters:
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
         if "precision" in raw and raw["precision"] not in PRECISIONS:
             raise InputParametersError(f"precision must be one of {', '.join(PRECISIONS)}, got {raw['precision']!r}")
+        if "sensor_model" in raw and raw["sensor_model"] not in SENSOR_MODELS:
+            raise InputParametersError(
+                f"sensor_model must be one of {', '.join(SENSOR_MODELS)}, got {raw['sensor_model']!r}")
         given = [k for k in GEOMETRY_KEYS if k in raw]
         clip = raw.get("clip_to_aoi", cls.clip_to_aoi)
         if clip and len(given) != 1:

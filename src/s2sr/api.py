@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
-from .blur import sensor_model_for
+from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
 from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
 from .model import DEFAULT_PRECISION
 from .sensor import SensorModel
@@ -49,7 +49,7 @@ def superresolve(
     consistency: bool = True,
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
-    sensor_model: str | SensorModel = "estimate",
+    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
@@ -93,7 +93,7 @@ def _reader(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None):
 
 def superresolve_with(
     nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE,
-    sensor_model: str | SensorModel = "estimate",
+    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
 ) -> SuperResolved:
     """The array path with nets already loaded (evaluation passes nets with other fusion settings)."""
     h, w = _check_shapes(b10, b20, b60)

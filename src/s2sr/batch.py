@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .bands import output_bands
+from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
 from .model import DEFAULT_PRECISION
 from .pipeline import DEFAULT_TILE_SIZE
@@ -50,6 +51,7 @@ class BatchOptions:
     weights_dir: str | None = None
     device: str = "auto"  # where each worker runs its nets: auto, cpu or gpu
     precision: str = DEFAULT_PRECISION  # what they compute in: auto, float32 or bfloat16
+    sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
-            precision=options.precision,
+            precision=options.precision, sensor_model=options.sensor_model,
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2))
     except S2srError as exc:

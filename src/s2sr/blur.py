@@ -135,6 +135,8 @@ def estimate_sensor_model(windows: Iterable[dict[int, tuple[np.ndarray, np.ndarr
 
 #: How a product's sensor model is chosen: measured on the product, the documented MTF, or the paper's.
 CHOICES = ("estimate", "mtf", "paper")
+#: The one default of every entry point (library, CLI, batch, block).
+DEFAULT_SENSOR_MODEL = "estimate"
 
 
 def sensor_model_for(choice: str | SensorModel, read, height: int, width: int) -> SensorModel:

@@ -54,6 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         precision=args.precision,
+        sensor_model=args.sensor_model,
     )
     print(out)
     return 0
@@ -99,7 +100,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if not inputs:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
     options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
-                           tile_size=args.tile_size, device=args.device, precision=args.precision)
+                           tile_size=args.tile_size, device=args.device, precision=args.precision,
+                           sensor_model=args.sensor_model)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -241,6 +243,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_product_options(parser: argparse.ArgumentParser) -> None:
     """The AOI and band options that ``run`` and ``batch`` share (defaults from the pipeline)."""
+    from .blur import CHOICES, DEFAULT_SENSOR_MODEL
     from .model import DEFAULT_PRECISION, DEVICES, PRECISIONS
     from .pipeline import DEFAULT_TILE_SIZE
 
@@ -255,6 +258,9 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                         help=f"what the nets compute in (default {DEFAULT_PRECISION}: bfloat16 where the CPU (AVX512_BF16, "
                              "AMX) or GPU runs it natively, else float32)")
+    parser.add_argument("--sensor-model", choices=CHOICES, default=DEFAULT_SENSOR_MODEL,
+                        help=f"the blur the regression and the projection assume (default {DEFAULT_SENSOR_MODEL}: measured "
+                             "once per product; mtf: the documented MTF; paper: Lanaras et al.'s kernel)")
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from . import __version__
 from .aoi import Aoi, aoi_window, inside_mask, to_crs
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
-from .blur import sensor_model_for
+from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import WindowResult, load_nets, read_tile, superresolve_groups
@@ -62,7 +62,7 @@ def superresolve_product(
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
     stage_times: StageTimes | None = None,
-    sensor_model: str | SensorModel = "estimate",
+    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
