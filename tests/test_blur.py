@@ -72,3 +72,16 @@ def test_too_few_usable_pixels_keep_the_documented_kernels():
     (groups,) = _windows(fine, mix, 0.8, 0.8, 2.3)
     windows = [{k: (f, c, np.zeros_like(u)) for k, (f, c, u) in groups.items()}]
     assert {k.source for k in estimate_sensor_model(windows).kernels} == {"mtf"}
+
+
+def test_b1_and_b9_share_one_blur_in_the_documented_ratio():
+    """A band the 10 m bands predict poorly (here B9, with strong noise of its own) cannot pull its blur off
+    on its own: B1 and B9 get one estimate from their pooled curve, spread by the documented MTF ratio."""
+    fine, mix = _scene(4)
+    (groups,) = _windows(fine, mix, 0.5, 0.5, 2.3)
+    c60 = groups[6][1].copy()
+    c60[1] += np.random.default_rng(9).normal(0, 150, c60[1].shape).astype(np.float32)
+    model = estimate_sensor_model([{**groups, 6: (groups[6][0], c60, groups[6][2])}])
+    b1, b9 = model.sigmas(BANDS_60M)
+    assert b9 / b1 == pytest.approx(mtf_sigma("B9", 6) / mtf_sigma("B1", 6))
+    assert (b1 + b9) / 2 == pytest.approx(2.3, abs=0.35)

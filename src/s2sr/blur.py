@@ -10,7 +10,8 @@ criterion) the documented MTF kernel stays.
 
 The criterion runs high for bands the 10 m bands predict poorly (SWIR: the wider blur smooths away what no
 predictor explains), so B11 and B12 are bounded by the red-edge estimate and the documented ratio between
-the groups' blurs.
+the groups' blurs. B1 and B9 (whose fits on a small scene rest on a few dozen coarse pixels) share one
+estimate, from their pooled curve, spread by their documented ratio.
 """
 
 from __future__ import annotations
@@ -123,7 +124,12 @@ def estimate_sensor_model(windows: Iterable[dict[int, tuple[np.ndarray, np.ndarr
             score = group_curves.mean(axis=1)
             if score.max() < MIN_R2 or score.max() - score.min() < MIN_R2_RANGE:
                 continue
-            found = [min(max(_best(grid, group_curves[:, i]), 0.0), MAX_SIGMA[factor]) for i in range(len(group))]
+            if group == BANDS_60M:  # one blur for both, from their pooled curve, spread by the documented ratio
+                shared = min(max(_best(grid, score), 0.0), MAX_SIGMA[factor])
+                doc = np.mean([mtf_sigma(b, 6) for b in group])
+                found = [shared * mtf_sigma(b, 6) / doc for b in group]
+            else:
+                found = [min(max(_best(grid, group_curves[:, i]), 0.0), MAX_SIGMA[factor]) for i in range(len(group))]
             if group == BANDS_20M[4:]:  # SWIR: bounded by the red-edge estimate and the documented ratio
                 red_edge = BANDS_20M[:4]
                 base = np.mean([sigmas.get(b, mtf_sigma(b, 2)) for b in red_edge])
