@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,19 +83,26 @@ def test_a_run_passes_every_phase_in_order(product, tiny_weights, old_output, tm
 
 @pytest.mark.parametrize("phase", phases.PRODUCT_PHASES)
 def test_a_run_killed_at_each_phase_leaves_the_old_output_or_the_new_one(product, tiny_weights, old_output, tmp_path,
-                                                                          phase):
-    out = tmp_path / "out"
+                                                                          phase, monkeypatch):
+    out, staging = tmp_path / "out", tmp_path / "tmp"
     shutil.copytree(old_output.parent, out)  # an earlier run's output of the same target
+    staging.mkdir()
     proc = subprocess.run([sys.executable, "-c", RUN, phase, str(product), str(out / "o.tif"), str(tiny_weights)],
-                          capture_output=True, text=True, timeout=600, env=ENV)
+                          capture_output=True, text=True, timeout=600, env={**ENV, "TMPDIR": str(staging)})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     at = phases.PRODUCT_PHASES.index(phase)
     before, after = at < phases.PRODUCT_PHASES.index("old output removed"), phase == "output in place"
     assert _outputs(out) == ({"o.tif": 8} if before else {"o.tif": 12} if after else {})
 
+    killed_staging = list(staging.iterdir())
+    if phases.PRODUCT_PHASES.index("staging open") <= at:
+        assert killed_staging, "the killed run had a staging folder"  # else the sweep below is not tested
+
+    monkeypatch.setattr(tempfile, "tempdir", str(staging))
     s2sr.superresolve_product(product, out / "o.tif", weights_dir=tiny_weights, tile_size=36)  # the next run
     assert _outputs(out) == {"o.tif": 12}
     assert sorted(p.name for p in out.iterdir()) == ["o.json", "o.tif"]  # its leftovers are gone
+    assert list(staging.iterdir()) == []  # the killed run's staging folder too
 
 
 def _up42_input(tmp_path: Path, product: Path, n: int) -> Path:

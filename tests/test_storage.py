@@ -246,3 +246,26 @@ def test_every_storage_errno_is_named(tmp_path, code):
     assert isinstance(fault, StorageError) and fault.errno == code and exit_code_for(fault) == 7
     assert str(fault).startswith(f"cannot write to the output folder {tmp_path}: ")
     assert as_storage_error(OSError(errno.ENOENT, "missing"), tmp_path, "the output folder") is None  # not the machine's
+
+
+def test_only_the_staging_folders_of_dead_runs_on_this_host_are_removed(tmp_path):
+    from s2sr.storage import STAGING_PREFIX, remove_stale_staging, staging_prefix
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(done.stdout)  # exited: its pid names no process (unless reused since, then it is kept)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = staging_prefix()[len(STAGING_PREFIX):].rsplit("-", 2)[0]
+        dead = tmp_path / f"{STAGING_PREFIX}{host}-{dead_pid}-abc"
+        running = tmp_path / f"{STAGING_PREFIX}{host}-{live.pid}-def"
+        mine = tmp_path / f"{staging_prefix()}ghi"
+        other_host = tmp_path / f"{STAGING_PREFIX}elsewhere-{dead_pid}-jkl"
+        unrelated = tmp_path / "s2sr-notes"
+        for folder in (dead, running, mine, other_host, unrelated):
+            folder.mkdir()
+            (folder / "staging.tif").write_bytes(b"x" * 10)
+        assert remove_stale_staging(tmp_path) == [dead]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (running, mine, other_host, unrelated))
+    finally:
+        live.kill()
+        live.wait()

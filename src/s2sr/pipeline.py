@@ -27,7 +27,7 @@ from .product import ProductReader, open_product
 from .runner import StageTimes, run_tiles
 from .sensor import SensorModel
 from .stac_item import item_path, stage_output_item, staged_items
-from .storage import MARGIN, check_folders, staging_root, storage_faults
+from .storage import MARGIN, check_folders, remove_stale_staging, staging_root, storage_faults
 from .tiling import Window, tiles_covering
 from .writer import CogWriter, staging_bytes, to_dn
 
@@ -183,8 +183,10 @@ def superresolve_product(
 def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
     """Room and permissions for the staging file and the COG (each at most ``pixel_bytes``, uncompressed with
     overviews), before the first tile (``storage``), and the leftovers of a killed run of this target
-    removed: an Item staged or renamed without its GeoTIFF."""
+    removed: an Item staged or renamed without its GeoTIFF, and (before the room is measured) the staging
+    folders of killed runs on this host."""
     size = pixel_bytes + MARGIN
+    remove_stale_staging(staging_root())
     check_folders([(staging_root(), size, "the staging folder"), (output.parent, size, "the output folder")])
     if stac_item:
         with storage_faults(output.parent, "the output folder"):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -45,6 +47,49 @@ def staging_root(staging_dir: Path | None = None) -> Path:
     except FileNotFoundError as exc:  # no candidate (TMPDIR, /tmp, /var/tmp, .) is writable
         raise StorageError(errno.EACCES, f"no writable temporary folder for staging ({exc}); set TMPDIR to a "
                                          "writable folder with room") from None
+
+
+#: Staging folders are named ``s2sr-staging-HOST-PID-...``: whose run they hold, so that a later run on the
+#: same host can tell a killed run's 3.6 GB leftovers from a live run's work.
+STAGING_PREFIX = "s2sr-staging-"
+
+
+def staging_prefix() -> str:
+    """The prefix of this process's staging folders (``tempfile.mkdtemp``)."""
+    return f"{STAGING_PREFIX}{_host()}-{os.getpid()}-"
+
+
+def _host() -> str:
+    return socket.gethostname().replace("-", "_") or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging folders in ``root`` left by runs on this host whose process is gone (a kill, an
+    out-of-memory kill): a year of scenes with a few killed runs must not fill the disk. Folders of live
+    processes and of other hosts (a shared ``TMPDIR``) are left alone. Returns what was removed."""
+    removed = []
+    try:
+        candidates = list(root.glob(f"{STAGING_PREFIX}{_host()}-*-*"))
+    except OSError:
+        return removed
+    for folder in candidates:
+        pid = folder.name[len(STAGING_PREFIX) + len(_host()) + 1 :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)) or not folder.is_dir():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    return removed
 
 
 def free_bytes(folder: Path) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .bands import NODATA_DN, SATURATED_DN, description
 from .runner import StageTimes
-from .storage import short_write, staging_root, storage_faults
+from .storage import short_write, staging_prefix, staging_root, storage_faults
 from .tiling import Window
 
 REFLECTANCE_SCALE = 1e-4
@@ -171,7 +171,7 @@ class CogWriter:
                 stale.unlink(missing_ok=True)  # left by a run of this target that was killed (with GDAL's .ovr.tmp)
         root = staging_root(self._staging_root)
         with storage_faults(root, "the staging folder"):
-            self._staging_dir = Path(tempfile.mkdtemp(prefix="s2sr-staging-", dir=root))
+            self._staging_dir = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=root))
             self._staging = self._staging_dir / "staging.tif"
             self._dataset = rasterio.open(self._staging, "w", **self._profile)
             p = self._profile
