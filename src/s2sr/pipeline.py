@@ -20,7 +20,8 @@ from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
-from .inference import WindowResult, load_nets, read_tile, superresolve_groups
+from .inference import Nets, WindowResult, load_nets, read_tile, superresolve_groups
+from .metadata import Product
 from .model import DEFAULT_PRECISION
 from .phases import reached
 from .product import ProductReader, open_product
@@ -80,13 +81,7 @@ def superresolve_product(
     windows of its grid, so an AOI run equals a whole-product run; :mod:`s2sr.blur`), ``mtf`` (documented),
     ``paper`` or a :class:`~s2sr.sensor.SensorModel`; recorded in the GeoTIFF tags and the STAC Item.
     """
-    output = Path(output)
-    if tile_size <= 0 or tile_size % 6:
-        raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
-    if output.suffix.lower() not in (".tif", ".tiff"):
-        raise InputParametersError(f"output {output} must end in .tif or .tiff")
-    if threads < 1:
-        raise InputParametersError(f"threads must be 1 or more, got {threads}")
+    output = _checked_arguments(Path(output), tile_size, threads)
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
@@ -106,15 +101,6 @@ def superresolve_product(
             nets = replace(nets, sensor=sensor_model_for(sensor_model, reader.read, reader.height, reader.width))
         from affine import Affine
 
-        tags = {
-            "s2sr_version": __version__,
-            "source_product": located.name,
-            "processing_level": located.level,
-            "processing_baseline": located.metadata.baseline,
-            "weights": ", ".join(n.manifest.name for n in (nets.x2, nets.x6) if n is not None),
-            "reflectance": "DN x 0.0001 (offsets of baseline 04.00+ removed)",
-            "sensor_model": json.dumps(nets.sensor.to_dict()),
-        }
         with CogWriter(
             output,
             crs=reader.crs,
@@ -122,31 +108,14 @@ def superresolve_product(
             height=area.height,
             width=area.width,
             bands=bands_out,
-            tags=tags,
+            tags=_output_tags(located, nets),
             times=times,
         ) as writer:
             reached("staging open", output)
-            holds_data: list[bool] = []  # per tile written, from the writer thread
+            write = _TileWriter(writer, area, mask, bands_out, output)
 
             def compute(tile: Window, groups: list) -> WindowResult:
                 return superresolve_groups(nets, *groups, border=nets.border, times=times)
-
-            def write(tile: Window, result: WindowResult) -> None:
-                part = tile.intersection(area)
-                rows, cols = part.relative_to(tile).slices()
-                valid = result.valid[rows, cols]
-                if mask is not None:
-                    mrows, mcols = part.relative_to(area).slices()
-                    valid = valid & mask[mrows, mcols]
-                values = {**_split(BANDS_10M, result.b10, result.saturated10, rows, cols),
-                          **_split(BANDS_20M, result.b20, result.saturated20, rows, cols),
-                          **_split(BANDS_60M, result.b60, result.saturated60, rows, cols)}
-                holds_data.append(bool(valid.any()))
-                block = np.empty((len(bands_out), *valid.shape), np.uint16)
-                for i, band in enumerate(bands_out):  # band by band: no float copy of the whole block
-                    to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
-                writer.write(block, part.relative_to(area))
-                reached("tile written", output)
 
             def read_in_thread(window: Window):
                 # rasterio datasets belong to the thread that opened them: each read opens its own
@@ -163,7 +132,7 @@ def superresolve_product(
                 None if progress is None else lambda done: progress(done, len(tiles)),
                 times,
             )
-            if not any(holds_data):  # leaving the writer with an error writes nothing
+            if not any(write.holds_data):  # leaving the writer with an error writes nothing
                 raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); nothing to write")
             reached("tiles written", output)
             item = None if not stac_item else dict(
@@ -174,6 +143,56 @@ def superresolve_product(
             )
             _publish(writer, output, item, times)
     return output
+
+
+def _checked_arguments(output: Path, tile_size: int, threads: int) -> Path:
+    """The options no product is needed to judge, checked before anything is opened."""
+    if tile_size <= 0 or tile_size % 6:
+        raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        raise InputParametersError(f"output {output} must end in .tif or .tiff")
+    if threads < 1:
+        raise InputParametersError(f"threads must be 1 or more, got {threads}")
+    return output
+
+
+def _output_tags(located: Product, nets: Nets) -> dict[str, str]:
+    """The GeoTIFF's dataset tags: where it came from, what made it, the kernels the run assumed."""
+    return {
+        "s2sr_version": __version__,
+        "source_product": located.name,
+        "processing_level": located.level,
+        "processing_baseline": located.metadata.baseline,
+        "weights": ", ".join(n.manifest.name for n in (nets.x2, nets.x6) if n is not None),
+        "reflectance": "DN x 0.0001 (offsets of baseline 04.00+ removed)",
+        "sensor_model": json.dumps(nets.sensor.to_dict()),
+    }
+
+
+class _TileWriter:
+    """Writes a tile's result into the output area: masked (swath, AOI polygon), as DN, in output band order;
+    records whether any written pixel holds data (called from the writer thread)."""
+
+    def __init__(self, writer: CogWriter, area: Window, mask: np.ndarray | None, bands: tuple[str, ...], output: Path):
+        self.writer, self.area, self.mask, self.bands, self.output = writer, area, mask, bands, output
+        self.holds_data: list[bool] = []
+
+    def __call__(self, tile: Window, result: WindowResult) -> None:
+        part = tile.intersection(self.area)
+        rows, cols = part.relative_to(tile).slices()
+        valid = result.valid[rows, cols]
+        if self.mask is not None:
+            mrows, mcols = part.relative_to(self.area).slices()
+            valid = valid & self.mask[mrows, mcols]
+        values = {**_split(BANDS_10M, result.b10, result.saturated10, rows, cols),
+                  **_split(BANDS_20M, result.b20, result.saturated20, rows, cols),
+                  **_split(BANDS_60M, result.b60, result.saturated60, rows, cols)}
+        self.holds_data.append(bool(valid.any()))
+        block = np.empty((len(self.bands), *valid.shape), np.uint16)
+        for i, band in enumerate(self.bands):  # band by band: no float copy of the whole block
+            to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
+        self.writer.write(block, part.relative_to(self.area))
+        reached("tile written", self.output)
 
 
 # -- the output's files, in the order that leaves a kill at any moment with no output or a whole one
