@@ -50,7 +50,7 @@ def staging_root(staging_dir: Path | None = None) -> Path:
 
 
 #: Staging folders are named ``s2sr-staging-HOST-PID-...``: whose run they hold, so that a later run on the
-#: same host can tell a killed run's 3.6 GB leftovers from a live run's work.
+#: same host can tell a killed run's leftovers (4.1 GB for a whole product) from a live run's work.
 STAGING_PREFIX = "s2sr-staging-"
 
 
@@ -84,7 +84,7 @@ def remove_stale_staging(root: Path) -> list[Path]:
         return removed
     for folder in candidates:
         pid = folder.name[len(STAGING_PREFIX) + len(_host()) + 1 :].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)) or not folder.is_dir():
+        if not pid.isdigit() or _alive(int(pid)) or not folder.is_dir():
             continue
         shutil.rmtree(folder, ignore_errors=True)
         if not folder.exists():
