@@ -65,13 +65,8 @@ def projection_reach(factor: int, steps: int, sigma: float | None = None) -> int
     return steps * ((PRECONDITIONER_RADIUS + 4) * factor + degrade_reach(factor, sigma))
 
 
-#: Tikhonov weight of the preconditioner's fit: under a wide blur, exact consistency is a deconvolution that
-#: amplifies what the blur suppressed; the penalty restores only what the kernel passes well enough.
-PRECONDITIONER_RIDGE = 0.0
-
-
 @lru_cache(maxsize=32)
-def _preconditioner(factor: int, sigma: float | None = None, ridge: float | None = None) -> np.ndarray:
+def _preconditioner(factor: int, sigma: float | None = None) -> np.ndarray:
     """1-D coarse-grid filter g with g * k close to a delta, where k is ``degrade(upsample(.))`` along one axis.
 
     Grids are aligned, so degrade-after-upsample is a small symmetric convolution on the coarse grid; its
@@ -89,10 +84,6 @@ def _preconditioner(factor: int, sigma: float | None = None, ridge: float | None
         a[j : j + len(k), j] = k
     target = np.zeros(rows)
     target[rows // 2] = 1.0
-    ridge = PRECONDITIONER_RIDGE if ridge is None else ridge
-    if ridge > 0:
-        a = np.vstack([a, np.sqrt(ridge) * np.eye(width)])
-        target = np.concatenate([target, np.zeros(width)])
     return np.linalg.lstsq(a, target, rcond=None)[0].astype(np.float32)
 
 

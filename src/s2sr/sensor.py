@@ -26,7 +26,6 @@ MTF_NYQUIST: dict[str, float] = {
 }
 #: The scale at which each super-resolved band is modelled: its pixel in 10 m pixels.
 FACTOR: dict[str, int] = {**{b: 2 for b in BANDS_20M}, **{b: 6 for b in BANDS_60M}}
-SOURCES = ("paper", "mtf", "estimated")
 #: The widest blur a run may assume, per factor (fine pixels): estimates are clamped to it, and tile borders
 #: are sized for the blur a run actually uses, so a narrower one costs nothing extra.
 MAX_SIGMA: dict[int, float] = {2: 1.5, 6: 4.0}
@@ -118,5 +117,5 @@ class SensorModel:
         return {k.band: {"factor": k.factor, "sigma_px": round(k.sigma, 4), "source": k.source} for k in self.kernels}
 
     def describe(self) -> str:
-        """One line, e.g. ``B5 0.62 (estimated), ...``, for tags and logs."""
+        """One line for people, e.g. ``B5 0.62 (estimated), ...`` (the tags hold :meth:`to_dict`)."""
         return ", ".join(f"{k.band} {k.sigma:.2f} ({k.source})" for k in self.kernels)

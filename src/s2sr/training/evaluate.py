@@ -158,8 +158,8 @@ def pooled_rows(rows: list[Row]) -> list[Row]:
     return out
 
 
-def ratio_table(rows: list[Row]) -> dict[tuple[str, int, str], float]:
-    """RMSE ratio to bicubic for every (scene, scale, method) row that has a bicubic partner."""
+def ratio_table(rows: list[Row]) -> dict[tuple[str, str, int, str], float]:
+    """RMSE ratio to bicubic for every (kernel, scene, scale, method) row that has a bicubic partner."""
     bicubic = {(r.kernel, r.scene, r.scale): r.metrics["rmse"] for r in rows if r.method == BICUBIC.name}
     return {(r.kernel, r.scene, r.scale, r.method): r.metrics["rmse"] / bicubic[(r.kernel, r.scene, r.scale)]
             for r in rows if bicubic.get((r.kernel, r.scene, r.scale), 0) > 0}
