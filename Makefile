@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 IMAGE ?= localhost/s2sr:latest
 
-.PHONY: install demo test lint bench bench-runtimes bench-product bench-product-4g bench-precision build e2e clean
+.PHONY: install demo test lint bench bench-runtimes bench-product bench-product-4g bench-precision bench-ceiling build e2e clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-product-4g: install
 # bfloat16 against float32 nets by what users get: the evaluation's pooled ratios, |bf16 - f32| per band (../shared/data).
 bench-precision: install
 	$(PY) bench/precision_fidelity.py
+
+# How far any linear detail injection could take B1/B9 at x6: fits to the answer itself, both kernels (../shared/data).
+bench-ceiling: install
+	$(PY) bench/x6_ceiling.py
 
 build:
 	bash ci/container.sh build $(IMAGE)
