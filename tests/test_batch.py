@@ -58,12 +58,30 @@ def test_a_bad_product_is_recorded_and_a_rerun_does_no_work(local_ray, tmp_path,
     assert [r.status for r in third] == ["done", "skipped", "failed", "skipped"]
 
 
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])  # the name in parentheses may hold spaces
+
+
+def _descends_from_us(pid: int) -> bool:
+    """Whether ``pid`` was started, through any chain of parents, by this test process (our own Ray)."""
+    try:
+        while pid > 1:
+            pid = _parent(pid)
+            if pid == os.getpid():
+                return True
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
+
+
 def _worker_pids() -> list[int]:
+    """Busy s2sr batch workers of this test's own Ray, never those of another Ray on the machine."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if b"_Worker.process" in (proc / "cmdline").read_bytes():
+                if b"_Worker.process" in (proc / "cmdline").read_bytes() and _descends_from_us(int(proc.name)):
                     pids.append(int(proc.name))
             except OSError:
                 continue
