@@ -43,9 +43,17 @@ def test_output_metadata_matches_golden(build_product, tiny_weights, tmp_path):
     product = build_product(size=600)
     out = _run(product, tmp_path / "out.tif", tiny_weights, tile_size=300)
     profile = _profile(out)
-    assert profile == json.loads(GOLDEN.read_text())
+    golden = json.loads(GOLDEN.read_text())
+    # estimated blurs are pinned to 0.01 px: the 4th decimal may move with the BLAS or CPU, a band or source not
+    kernels, golden_kernels = (json.loads(p["tags"].pop("sensor_model")) for p in (profile, golden))
+    assert profile == golden
+    assert list(kernels) == list(golden_kernels)
+    for band, kernel in kernels.items():
+        want = golden_kernels[band]
+        assert (kernel["factor"], kernel["source"]) == (want["factor"], want["source"]), band
+        assert kernel["sigma_px"] == pytest.approx(want["sigma_px"], abs=0.01), band
     item = json.loads(out.with_suffix(".json").read_text())  # the Item records the kernels the run used
-    assert item["properties"]["s2sr:sensor_model"] == json.loads(profile["tags"]["sensor_model"])
+    assert item["properties"]["s2sr:sensor_model"] == kernels
 
 
 def test_l1c_zip_sr_bands_only(build_product, tiny_weights, tmp_path):
