@@ -211,17 +211,19 @@ class _TileWriter:
 
 
 def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
-    """Room and permissions for the staging file and the COG (each at most ``pixel_bytes``, uncompressed with
-    overviews), before the first tile (``storage``), and the leftovers of a killed run of this target
-    removed: an Item staged or renamed without its GeoTIFF, and (before the room is measured) the staging
-    folders of killed runs on this host."""
+    """Room and permissions for the staging files and the COGs (at most ``pixel_bytes``, uncompressed with
+    overviews, the masks file's included), before the first tile (``storage``), and the leftovers of a killed
+    run of this target removed: an Item or masks file staged or renamed without its GeoTIFF, and (before the
+    room is measured) the staging folders of killed runs on this host."""
     size = pixel_bytes + MARGIN
     remove_stale_staging(staging_root())
     check_folders([(staging_root(), size, "the staging folder"), (output.parent, size, "the output folder")])
     with storage_faults(output.parent, "the output folder"):
-        for stale in stale_companions(output) + (staged_items(output) + ([] if output.exists() else [item_path(output)])
-                                                 if stac_item else []):
-            stale.unlink(missing_ok=True)
+        stale = stale_companions(output)  # a masks file staged, or renamed without its GeoTIFF
+        if stac_item:
+            stale += staged_items(output) + ([] if output.exists() else [item_path(output)])
+        for path in stale:
+            path.unlink(missing_ok=True)
     reached("folders checked", output)
 
 

@@ -5,7 +5,8 @@ a ``.SAFE/`` folder inside), the path of its metadata document, or a folder that
 (the layout UP42's data blocks deliver). The metadata document is ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``,
 or in the products of Dec 2015 - Dec 2016 ``S2A_OPER_MTD_SAFL1C_PDMC_....xml``. Band files are found by name
 under ``GRANULE/*/IMG_DATA``, which covers L1C (``T32TQM_..._B02.jp2``), L2A (``R10m/..._B02_10m.jp2``) and
-the old long names (``S2A_OPER_MSI_L1C_TL_SGS__..._B02.jp2``).
+the old long names (``S2A_OPER_MSI_L1C_TL_SGS__..._B02.jp2``). The mask files it carries (``masks``) are
+found the same way, under ``IMG_DATA/R20m`` and ``QI_DATA``.
 """
 
 from __future__ import annotations

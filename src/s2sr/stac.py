@@ -1,5 +1,6 @@
 """STAC Items of Sentinel-2 scenes as products: the per-band files of Earth Search, Planetary Computer and
-Copernicus Data Space, read in place (local paths, or http(s) through GDAL's windowed range reads).
+Copernicus Data Space, and an L2A Item's SCL (``masks``), read in place (local paths, or http(s) through
+GDAL's windowed range reads).
 
 Radiometry comes from the Item, so a 04.00+ scene gives the same reflectance from any catalogue as from its
 SAFE. The DN offset of a band is decided, in this order, by:

@@ -1,4 +1,5 @@
-"""Writing the output: a uint16 Cloud-Optimized GeoTIFF, block by block, never the whole raster in memory.
+"""Writing the output: a uint16 Cloud-Optimized GeoTIFF (or, with a ``Layout``, a uint8 class raster such as
+the masks file), block by block, never the whole raster in memory.
 
 Windows go into an uncompressed tiled staging GeoTIFF in a temporary folder outside the output folder (the
 system's, or ``staging_dir``; a whole product needs 3.6 GB there), and their 2 x 2 averages into its first
