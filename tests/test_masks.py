@@ -358,3 +358,24 @@ def test_the_storage_preflight_counts_the_masks_file(build_product, tiny_weights
     _run_logged(product, tmp_path / "b.tif", tiny_weights, masks=False)
     with_masks, without = asked
     assert [a - b for a, b in zip(with_masks, without, strict=True)] == [staging_bytes(72, 72, 2, itemsize=1)] * 2
+
+
+def test_a_gml_without_clouds_is_all_clear_and_one_of_another_tile_is_refused(build_product):
+    from s2sr.product import ProductReader, open_product
+
+    product = build_product(size=36, level="L1C", baseline="02.09")
+    gml = next(product.rglob("MSK_CLOUDS_B00.gml"))
+    located = open_product(product)
+    with ProductReader(located) as reader:
+        grid = Grid(reader.crs, reader.transform, reader.height, reader.width)
+    gml.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<eop:Mask xmlns:eop="http://www.opengis.net/eop/2.0" '
+                   'xmlns:gml="http://www.opengis.net/gml/3.2" gml:id="MSK_CLOUDS_B00"><gml:name>none</gml:name>'
+                   "<gml:boundedBy><gml:Null>Inapplicable</gml:Null></gml:boundedBy><eop:maskMembers/></eop:Mask>\n")
+    assert not MaskReader(located, grid).read(Window(0, 0, 36, 36)).any()  # the product found no cloud: all clear
+    other = build_product(size=36, level="L1C", baseline="02.09", epsg=32632)  # a scene in the next UTM zone
+    gml.write_text(next(other.rglob("MSK_CLOUDS_B00.gml")).read_text())
+    with pytest.raises(MaskError, match="EPSG::32632, not the product's EPSG:32633; the mask is of another tile"):
+        MaskReader(located, grid)
+    gml.write_text("<eop:Mask")
+    with pytest.raises(MaskError, match="not well-formed XML"):
+        MaskReader(located, grid)
