@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MaskError, ProductError
+from .aoi import Aoi, aoi_window, inside_mask, to_crs
+from .errors import AoiError, MaskError, ProductError
 from .metadata import Product, parse_xml
 from .product import ProductReader, open_product
 from .stac_item import COG_TYPE
@@ -342,9 +343,6 @@ def read_mask(product: str | Path, area: Any = None, *, clip_to_aoi: bool = True
     fits in memory. Raises ``MaskError`` for a product without masks, or with a corrupt or misfitting one.
     """
     from affine import Affine
-
-    from .aoi import Aoi, aoi_window, inside_mask, to_crs
-    from .errors import AoiError
 
     located = open_product(product)
     with ProductReader(located) as reader:
