@@ -6,9 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import rasterio
 
-from s2sr.sample import SampleSpec, build_sample_product
+from s2sr.sample import SampleSpec, build_sample_product, sample_masks
 
 SPEC = SampleSpec(size=120)
 #: A second scene 100 km away, as a July 2019 product of another orbit would be: outside the AOI.
@@ -47,6 +48,29 @@ def check(work: Path) -> None:
         assert (data > 0).mean() > 0.7  # the reprojected bbox, clipped inside its 60 m-aligned window
     assert (work / "quicklooks" / "e2e-1.png").is_file() and not (work / "quicklooks" / "e2e-2.png").exists()
     print("e2e: output checked:", feature["properties"]["up42.data_path"])
+    check_masks(work, feature, data.all(axis=0))
+
+
+def check_masks(work: Path, feature: dict, valid: np.ndarray) -> None:
+    """The product's SCL and cloud probability beside the output, listed in data.json: on the output's grid,
+    the sample's 20 m masks at every pixel's centre, 255 where the bands are nodata."""
+    props = feature["properties"]
+    assert props["s2sr.masks"] == props["up42.data_path"].replace(".tif", "_masks.tif"), props.get("s2sr.masks")
+    assert props["s2sr.masks_status"]["status"] == "written", props["s2sr.masks_status"]
+    with rasterio.open(work / "output" / props["s2sr.masks"]) as masks, \
+            rasterio.open(work / "output" / props["up42.data_path"]) as ds:
+        assert (masks.transform, masks.shape, masks.crs) == (ds.transform, ds.shape, ds.crs)
+        assert masks.dtypes == ("uint8", "uint8") and masks.nodata == 255
+        assert [masks.tags(i)["band"] for i in (1, 2)] == ["scl", "cloud_probability"]
+        got = masks.read()
+        col, row = (round(v) for v in ~rasterio.transform.from_origin(*SPEC.origin, 10, 10) * (ds.transform.c, ds.transform.f))
+    for band, kind in enumerate(("scl", "cloud_probability")):
+        whole = np.repeat(np.repeat(sample_masks(SPEC)[kind], 2, 0), 2, 1)
+        want = whole[row : row + got.shape[1], col : col + got.shape[2]]
+        assert (got[band] == np.where(valid, want, 255)).all(), kind
+    item = json.loads((work / "output" / props["s2sr.stac_item"]).read_text())
+    assert item["assets"]["masks"]["raster:bands"][0]["classification:classes"][9]["name"] == "cloud_high_probability"
+    print("e2e: masks checked:", props["s2sr.masks"])
 
 
 def check_empty(work: Path, code: int) -> None:

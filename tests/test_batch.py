@@ -13,6 +13,7 @@ ray = pytest.importorskip("ray")
 
 from s2sr.bands import output_bands  # noqa: E402
 from s2sr.batch import BatchOptions, find_inputs, is_complete, run_batch  # noqa: E402
+from s2sr.masks import companion_path  # noqa: E402
 from s2sr.sample import SampleSpec, build_sample_product  # noqa: E402
 
 
@@ -33,6 +34,8 @@ def test_a_bad_product_is_recorded_and_a_rerun_does_no_work(local_ray, tmp_path,
     products = _products(tmp_path / "in", 4)
     jp2 = next(products[2].rglob("*_B11_20m.jp2"))
     jp2.write_bytes(jp2.read_bytes()[: jp2.stat().st_size // 2])  # opens, fails to decode
+    scl = next(products[1].rglob("*_SCL_20m.jp2"))
+    scl.write_bytes(b"\x00" * 100)  # a corrupt mask costs the masks, not the product
     (tmp_path / "in" / "list.txt").write_text("\n".join(p.name for p in products[:2]) + "\n# a comment\n")
     inputs = [tmp_path / "in" / "list.txt", products[2], tmp_path / "in"]  # overlapping inputs count once
     assert len(find_inputs(inputs)) == 4
@@ -47,6 +50,9 @@ def test_a_bad_product_is_recorded_and_a_rerun_does_no_work(local_ray, tmp_path,
     report = json.loads((out / "batch.json").read_text())
     assert report["summary"] == {"done": 3, "skipped": 0, "failed": 1, "pending": 0}
     assert report["products"][2]["input"] == str(products[2].resolve())
+    assert records[1].warning.startswith("masks not written: ") and scl.name in records[1].warning
+    assert report["products"][1]["warning"] == records[1].warning and records[0].warning is None
+    assert [companion_path(p).is_file() for p in written] == [True, False, True]
 
     mtimes = {p: p.stat().st_mtime_ns for p in written}
     again = run_batch(inputs, out, options, workers=2)
@@ -54,8 +60,9 @@ def test_a_bad_product_is_recorded_and_a_rerun_does_no_work(local_ray, tmp_path,
     assert {p: p.stat().st_mtime_ns for p in written} == mtimes  # not rewritten
 
     written[0].write_bytes(written[0].read_bytes()[:1000])  # a damaged output is redone, not trusted
+    companion_path(written[2]).write_bytes(companion_path(written[2]).read_bytes()[:300])  # and so are its masks
     third = run_batch(inputs, out, options, workers=2)
-    assert [r.status for r in third] == ["done", "skipped", "failed", "skipped"]
+    assert [r.status for r in third] == ["done", "skipped", "failed", "done"]
 
 
 def _parent(pid: int) -> int:

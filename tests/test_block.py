@@ -35,6 +35,7 @@ def test_defaults_match_the_manifest():
         ({"clip_to_aoi": False, "zoom": 3}, "unknown parameter"),
         ({"precision": "float16"}, "precision must be one of auto, float32, bfloat16, got 'float16'"),
         ({"sensor_model": "box"}, "sensor_model must be one of estimate, mtf, paper, got 'box'"),
+        ({"masks": "no"}, "masks must be true or false, got 'no'"),
     ],
 )
 def test_bad_parameters_say_what_to_change(params, match):
@@ -52,6 +53,7 @@ def test_parameters_parse():
     assert BlockParameters.from_json('{"precision": "float32"}').precision == "float32"
     assert BlockParameters().sensor_model == "estimate"
     assert BlockParameters.from_json('{"sensor_model": "paper"}').sensor_model == "paper"
+    assert BlockParameters().masks and not BlockParameters.from_json('{"masks": false}').masks
 
 
 def _input_dir(tmp_path: Path, build_product, n: int = 1, **spec) -> Path:
@@ -101,14 +103,23 @@ def test_block_end_to_end_with_the_product_page_parameters(tmp_path, build_produ
         item = json.loads((tmp_path / "output" / props["s2sr.stac_item"]).read_text())  # the STAC Item, linked
         assert item["geometry"] == feature["geometry"] and item["assets"]["data"]["href"] == "./" + Path(props["up42.data_path"]).name
         assert {"rel": "describedby", "href": props["s2sr.stac_item"], "type": "application/geo+json"} in feature["links"]
+        # the product's masks beside it, on its grid, listed in data.json
+        assert props["s2sr.masks"] == props["up42.data_path"].replace(".tif", "_masks.tif")
+        assert props["s2sr.masks_status"]["status"] == "written"
+        with rasterio.open(tmp_path / "output" / props["s2sr.masks"]) as masks, \
+                rasterio.open(tmp_path / "output" / props["up42.data_path"]) as ds:
+            assert (masks.transform, masks.shape, masks.count) == (ds.transform, ds.shape, 2) and masks.nodata == 255
+        assert item["assets"]["masks"]["href"] == "./" + Path(props["s2sr.masks"]).name
 
 
 def test_block_whole_product_without_aoi(tmp_path, build_product):
     input_dir = _input_dir(tmp_path, build_product, size=36, level="L1C", baseline="02.09")
-    proc = _run_block(tmp_path, input_dir, {"copy_original_bands": False})
+    proc = _run_block(tmp_path, input_dir, {"copy_original_bands": False, "masks": False})
     assert proc.returncode == 0, proc.stderr
     feature = json.loads((tmp_path / "output" / "data.json").read_text())["features"][0]
     assert len(feature["properties"]["s2sr.bands"]) == 8
+    assert feature["properties"]["s2sr.masks"] is None and feature["properties"]["s2sr.masks_status"]["status"] == "off"
+    assert not list((tmp_path / "output").rglob("*_masks.tif"))
     # geometry: where the file holds data, the sample's diagonal swath edge cut off (not its whole square)
     from shapely.geometry import box, shape
 
@@ -274,6 +285,23 @@ def test_corrupt_band_file_exits_4_naming_it(tmp_path, build_product):
     proc = _run_block(tmp_path, input_dir, {})
     assert proc.returncode == 4 and "B12_20m.jp2" in proc.stderr and "Traceback" not in proc.stderr
     assert not _outputs(tmp_path)
+
+
+def test_a_corrupt_mask_is_one_line_and_a_product_without_masks_another(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 36}, {"size": 36, "masks": False}])
+    scl = next(input_dir.rglob("*_SCL_20m.jp2"))
+    scl.write_bytes(scl.read_bytes()[:200])
+    proc = _run_block(tmp_path, input_dir, {})
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "masks" in line]
+    assert len(lines) == 2 and all(line.startswith("s2sr: ") for line in proc.stderr.splitlines())
+    assert lines[0].startswith(f"s2sr: feature 1/2: masks not written: {scl}: cannot open the scl mask")
+    assert lines[1].startswith("s2sr: feature 2/2: no masks beside it: the product carries none")
+    features = json.loads((tmp_path / "output" / "data.json").read_text())["features"]
+    assert [f["properties"]["s2sr.masks"] for f in features] == [None, None]
+    assert [f["properties"]["s2sr.masks_status"]["status"] for f in features] == ["failed", "unavailable"]
+    assert all((tmp_path / "output" / f["properties"]["up42.data_path"]).is_file() for f in features)  # the bands
+    assert not list((tmp_path / "output").rglob("*_masks.tif"))
 
 
 def test_a_killed_run_leaves_nothing_in_the_output_folders(tmp_path, build_product):

@@ -71,3 +71,19 @@ def test_evaluate_on_an_array_stack_and_a_product(build_product, tiny_weights, t
     proc = _s2sr("evaluate", "--product", build_product(size=216), "--scale", "2", "--weights-dir", tiny_weights)
     assert proc.returncode == 0, proc.stderr
     assert "| x2 | dsen2 net only |" in proc.stdout and "| x2 | s2sr |" in proc.stdout
+
+
+def test_run_writes_the_masks_and_says_in_one_line_why_not(build_product, tmp_path):
+    product = build_product(size=36)
+    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32")
+    assert proc.returncode == 0 and (tmp_path / "o_masks.tif").is_file() and "masks" not in proc.stderr
+    scl = next(product.rglob("*_SCL_20m.jp2"))
+    scl.write_bytes(scl.read_bytes()[:200])
+    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32")
+    assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / "o.tif"), proc.stderr
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []  # nothing from GDAL
+    (line,) = [line for line in proc.stderr.splitlines() if "masks" in line]
+    assert line.startswith(f"s2sr: masks not written: {scl}: cannot open the scl mask")
+    assert not (tmp_path / "o_masks.tif").exists()  # the previous run's masks are not left beside these bands
+    proc = _s2sr("run", build_product(size=36), tmp_path / "p.tif", "--no-masks", "--device", "cpu")
+    assert proc.returncode == 0 and not (tmp_path / "p_masks.tif").exists()

@@ -18,6 +18,7 @@ import rasterio
 import s2sr
 from s2sr import phases
 from s2sr.batch import is_complete
+from s2sr.masks import companion_path
 from s2sr.sample import SampleSpec, build_sample_product
 from s2sr.stac_item import item_path
 
@@ -55,21 +56,29 @@ def product(tmp_path_factory) -> Path:
 def old_output(product, tiny_weights, tmp_path_factory) -> Path:
     """An output of the same target from an earlier run with other options (8 bands, not 12)."""
     return s2sr.superresolve_product(product, tmp_path_factory.mktemp("old") / "o.tif", weights_dir=tiny_weights,
-                                     tile_size=36, copy_original_bands=False)
+                                     tile_size=36, copy_original_bands=False, masks=False)
 
 
-def _outputs(folder: Path) -> dict[str, int]:
-    """The outputs in ``folder``: each GeoTIFF, whole, with an Item that describes it; name -> band count."""
-    found = {}
+def _outputs(folder: Path) -> dict[str, int | tuple[int, str]]:
+    """The outputs in ``folder``: each GeoTIFF, whole, with an Item that describes it and, where the Item lists
+    one, its whole masks file; name -> band count, with ``"masks"`` where it has them. A masks file whose
+    GeoTIFF is not there is no output."""
+    found: dict[str, int | tuple[int, str]] = {}
     for tif in folder.rglob("*.tif"):
-        if tif.name.startswith("."):
+        if tif.name.startswith(".") or tif.name.endswith("_masks.tif"):
             continue
         with rasterio.open(tif) as ds:
             bands = tuple(ds.tags(i)["band"] for i in range(1, ds.count + 1))
         assert is_complete(tif, bands), f"{tif} is not whole or has no Item"
         item = json.loads(item_path(tif).read_text())
         assert [b["name"] for b in item["assets"]["data"]["eo:bands"]] == list(bands), f"{tif}: another run's Item"
-        found[tif.relative_to(folder).as_posix()] = len(bands)
+        masks = companion_path(tif)
+        assert ("masks" in item["assets"]) == masks.exists(), f"{tif}: a masks file of another run, or none"
+        if masks.exists():
+            with rasterio.open(masks) as ds:
+                assert ds.read().shape[0] == len(item["assets"]["masks"]["raster:bands"])  # whole
+        key = tif.relative_to(folder).as_posix()
+        found[key] = (len(bands), "masks") if masks.exists() else len(bands)
     return found
 
 
@@ -92,7 +101,7 @@ def test_a_run_killed_at_each_phase_leaves_the_old_output_or_the_new_one(product
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     at = phases.PRODUCT_PHASES.index(phase)
     before, after = at < phases.PRODUCT_PHASES.index("old output removed"), phase == "output in place"
-    assert _outputs(out) == ({"o.tif": 8} if before else {"o.tif": 12} if after else {})
+    assert _outputs(out) == ({"o.tif": 8} if before else {"o.tif": (12, "masks")} if after else {})
 
     killed_staging = list(staging.iterdir())
     if phases.PRODUCT_PHASES.index("staging open") <= at:
@@ -100,8 +109,8 @@ def test_a_run_killed_at_each_phase_leaves_the_old_output_or_the_new_one(product
 
     monkeypatch.setattr(tempfile, "tempdir", str(staging))
     s2sr.superresolve_product(product, out / "o.tif", weights_dir=tiny_weights, tile_size=36)  # the next run
-    assert _outputs(out) == {"o.tif": 12}
-    assert sorted(p.name for p in out.iterdir()) == ["o.json", "o.tif"]  # its leftovers are gone
+    assert _outputs(out) == {"o.tif": (12, "masks")}
+    assert sorted(p.name for p in out.iterdir()) == ["o.json", "o.tif", "o_masks.tif"]  # its leftovers are gone
     assert list(staging.iterdir()) == []  # the killed run's staging folder too
 
 
@@ -131,4 +140,5 @@ def test_a_block_killed_at_each_phase_leaves_no_data_json_or_a_whole_one(product
     for feature in data["features"]:
         props = feature["properties"]
         assert (out / props["up42.data_path"]).is_file() and (out / props["s2sr.stac_item"]).is_file()
+        assert (out / props["s2sr.masks"]).is_file()
         assert all((quicklooks / q).is_file() for q in props["s2sr.quicklooks"])

@@ -14,6 +14,7 @@ import rasterio
 import s2sr
 from s2sr.bands import BANDS, OUTPUT_BANDS
 from s2sr.errors import ProductError
+from s2sr.masks import companion_path
 from s2sr.model import load_manifest
 from s2sr.product import open_product
 from s2sr.sample import ITEM_STYLES, SampleSpec, build_sample_item, build_sample_product
@@ -53,6 +54,21 @@ def test_safe_and_the_items_of_three_catalogues_give_identical_pixels(real_bands
                 assert got.transform == ref.transform and got.crs == ref.crs
 
 
+def test_the_scl_of_three_catalogues_items_gives_the_safes_masks(tmp_path, tiny_weights):
+    spec = SampleSpec(size=72)
+    safe = s2sr.superresolve_product(build_sample_product(tmp_path / "safe", spec), tmp_path / "safe.tif",
+                                     weights_dir=tiny_weights, tile_size=36)
+    with rasterio.open(companion_path(safe)) as ds:
+        want = ds.read(1)  # scl; the SAFE's cloud probability is band 2, which no catalogue serves
+    for style in ITEM_STYLES:
+        item = build_sample_item(tmp_path / style, spec, style)
+        assert list(open_product(item).mask_paths) == ["scl"]
+        out = s2sr.superresolve_product(item, tmp_path / f"{style}.tif", weights_dir=tiny_weights, tile_size=36)
+        with rasterio.open(companion_path(out)) as ds:
+            assert ds.count == 1 and ds.tags(1)["band"] == "scl"
+            np.testing.assert_array_equal(ds.read(1), want, err_msg=style)
+
+
 def test_item_without_a_band_names_it(tmp_path):
     item = build_sample_item(tmp_path, SampleSpec(size=12), "planetary-computer")
     raw = json.loads(item.read_text())
@@ -78,6 +94,16 @@ def test_a_real_earth_search_item_with_relative_hrefs(shared_data, tmp_path):
     item = pystac.Item.from_file(str(out.with_suffix(".json")))
     assert item.properties["s2sr:source_product"] == "S2A_MSIL2A_20200219T112111_N0214_R037_T29RKH_20200219T123947"
     assert str(item.datetime.date()) == "2020-02-19"
+    # its real SCL (decimated like the bands: 200 m for their 100 m) at every output pixel's centre, nodata where
+    # the bands are
+    assert item.properties["s2sr:masks"]["sources"] == ["SCL.tif"]
+    with rasterio.open(companion_path(out)) as masks, rasterio.open(out) as bands, rasterio.open(tmp_path / "SCL.tif") as scl:
+        got, valid = masks.read(1), bands.read().all(axis=0)
+        rows, cols = np.indices(got.shape)
+        r, c = rasterio.transform.rowcol(scl.transform, *rasterio.transform.xy(masks.transform, rows.ravel(), cols.ravel()))
+        want = scl.read(1)[np.asarray(r), np.asarray(c)].reshape(got.shape)
+    np.testing.assert_array_equal(got, np.where(valid, want, 255))
+    assert valid.mean() > 0.5 and len(np.unique(want)) > 1  # the bbox clips the 60 m-aligned window
 
 
 #: A file server that answers byte ranges (206), as object stores do, logging each range it served. It runs

@@ -110,3 +110,26 @@ def test_dn_written_into_a_block_band_by_band_equals_the_whole_conversion():
     np.testing.assert_array_equal(block, whole)
     np.testing.assert_array_equal(to_dn(values, np.ones_like(valid), np.zeros_like(saturated)),
                                   np.clip(np.rint(values), 1, 65534).astype(np.uint16))
+
+
+def test_a_class_layout_writes_uint8_with_its_nodata_and_nearest_overviews(tmp_path):
+    from s2sr.writer import Layout, staging_bytes
+
+    rng = np.random.default_rng(4)
+    data = rng.choice(np.array([3, 4, 9, 255], np.uint8), (2, 1100, 1040))  # classes and nodata: no average of them
+    layout = Layout(dtype="uint8", nodata=255, scale=None, resampling="nearest", descriptions=("classes", "percent"),
+                    band_tags=({"classes": "[]"}, {"unit": "%"}))
+    out = tmp_path / "m.tif"
+    with CogWriter(out, crs="EPSG:32633", transform=TRANSFORM, height=1100, width=1040, bands=("a", "b"), tags={"x": "1"},
+                   layout=layout) as writer:
+        writer.write(data[:, :600], Window(0, 0, 600, 1040))
+        writer.write(data[:, 600:], Window(600, 0, 500, 1040))
+    with rasterio.open(out) as ds:
+        assert ds.dtypes == ("uint8", "uint8") and ds.nodata == 255 and ds.descriptions == ("classes", "percent")
+        assert ds.scales == (1.0, 1.0) and ds.tags(1) == {"band": "a", "classes": "[]"} and ds.tags(2)["unit"] == "%"
+        assert ds.tags()["x"] == "1" and ds.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(ds.read(), data)
+    for level in _levels(out):
+        assert set(np.unique(level)) <= {3, 4, 9, 255}  # every overview pixel one of the classes
+    assert staging_bytes(1100, 1040, 2, 1) * 2 == staging_bytes(1100, 1040, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.tif"]

@@ -7,7 +7,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from s2sr.errors import NoInputError, ProductError
@@ -76,14 +76,18 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], stac_path: str, stac_item: dict) -> dict:
-    """The input feature pointing at the new file and its STAC Item; geometry and bbox are the Item's: the
-    footprint of what was written."""
+    """The input feature pointing at the new file, its STAC Item and its masks file; geometry and bbox are the
+    Item's: the footprint of what was written."""
     feature = copy.deepcopy(item.feature)
     props = feature.setdefault("properties", {})
     props[DATA_PATH] = data_path
     props["s2sr.bands"] = list(bands)
     props["s2sr.resolution_m"] = 10
     props["s2sr.stac_item"] = stac_path
+    masks = stac_item["assets"].get("masks")
+    # the masks file beside the GeoTIFF (None where the product has none), and what became of them and why
+    props["s2sr.masks"] = str(PurePosixPath(data_path).parent / masks["href"].removeprefix("./")) if masks else None
+    props["s2sr.masks_status"] = stac_item["properties"].get("s2sr:masks")
     feature["links"] = [*feature.get("links", []), {"rel": "describedby", "href": stac_path, "type": "application/geo+json"}]
     if stac_item.get("geometry") is not None:
         feature["geometry"], feature["bbox"] = stac_item["geometry"], stac_item["bbox"]

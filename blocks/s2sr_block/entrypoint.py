@@ -15,6 +15,7 @@ from pathlib import Path
 
 from s2sr.bands import output_bands
 from s2sr.errors import AoiError, NoOutputError, S2srError, StorageError, exit_code_for
+from s2sr.masks import companion_path
 from s2sr.model import compute_device
 from s2sr.phases import reached
 from s2sr.pipeline import product_footprint, superresolve_product
@@ -78,6 +79,8 @@ def run_block(
                     copy_original_bands=params.copy_original_bands,
                     precision=params.precision,
                     sensor_model=params.sensor_model,
+                    masks=params.masks,
+                    warn=lambda message, label=label: log(f"{label}: {message}"),
                     progress=progress(label) if progress else None,
                     **extra,
                 )
@@ -90,14 +93,18 @@ def run_block(
                 empty.append(product.name)
                 continue
             stac = item_path(target)
-            written += [target, stac]
+            written += [target, stac, companion_path(target)]
             quicklooks = [quicklook_dir / f"{item.feature_id}.png", quicklook_dir / f"{item.feature_id}_sr.png"]
             written += quicklooks
             with storage_faults(quicklook_dir, "the quicklook folder"):
                 write_quicklook(target, quicklooks[0])  # true colour, the platform's convention
                 write_quicklook(target, quicklooks[1], FALSE_COLOUR)  # what super-resolution adds
             reached("quicklooks written", target)
-            feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), json.loads(stac.read_text()))
+            stac_item = json.loads(stac.read_text())
+            mask_status = stac_item["properties"].get("s2sr:masks", {})
+            if mask_status.get("status") == "unavailable":
+                log(f"{label}: no masks beside it: {mask_status['reason']}")
+            feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), stac_item)
             feature["properties"]["s2sr.quicklooks"] = [q.name for q in quicklooks]
             features.append(feature)
         if not features:

@@ -28,6 +28,7 @@ class BlockParameters:
     copy_original_bands: bool = True
     precision: str = DEFAULT_PRECISION  # what the nets compute in: auto (bfloat16 where native), float32, bfloat16
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate (per product), mtf, paper
+    masks: bool = True  # the product's masks (SCL, cloud probability, cloud masks) beside each output
 
     @property
     def aoi(self) -> Any:
@@ -61,7 +62,7 @@ class BlockParameters:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputParametersError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        for key in ("clip_to_aoi", "copy_original_bands"):
+        for key in ("clip_to_aoi", "copy_original_bands", "masks"):
             if key in raw and not isinstance(raw[key], bool):
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
         if "precision" in raw and raw["precision"] not in PRECISIONS:

@@ -3,6 +3,7 @@
     >>> import s2sr
     >>> sr = s2sr.superresolve(b10, b20, b60, level="L2A")      # arrays in, arrays out
     >>> s2sr.superresolve_product("S2B_MSIL2A_....SAFE", "out.tif", aoi=[13.3, 52.4, 13.5, 52.6])
+    >>> s2sr.read_mask("S2B_MSIL2A_....SAFE", [13.3, 52.4, 13.5, 52.6])["scl"]   # its SCL on the same pixels
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ from .errors import (  # noqa: E402
     AoiError,
     DeviceError,
     InputParametersError,
+    MaskError,
     NoInputError,
     NoOutputError,
     ProductError,
     S2srError,
     WeightsError,
 )
+from .masks import Masks, read_mask  # noqa: E402
 from .pipeline import superresolve_product  # noqa: E402
 
 __all__ = [
     "AoiError",
     "DeviceError",
     "InputParametersError",
+    "MaskError",
+    "Masks",
     "NoInputError",
     "NoOutputError",
     "ProductError",
@@ -33,6 +38,7 @@ __all__ = [
     "SuperResolved",
     "WeightsError",
     "__version__",
+    "read_mask",
     "superresolve",
     "superresolve_product",
 ]

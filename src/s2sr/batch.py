@@ -52,6 +52,7 @@ class BatchOptions:
     device: str = "auto"  # where each worker runs its nets: auto, cpu or gpu
     precision: str = DEFAULT_PRECISION  # what they compute in: auto, float32 or bfloat16
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
+    masks: bool = True  # the product's masks beside each output (``masks``)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Record:
     error: str | None = None
     exit_code: int = 0
     attempts: int = 1  # workers it was given to (more than one where a worker was lost)
+    warning: str | None = None  # written, but with a warning (a corrupt mask file: the bands without masks)
 
 
 def find_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -93,7 +95,8 @@ def find_inputs(inputs: list[str | Path]) -> list[Path]:
 
 
 def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
-    """The output of an earlier run: it opens, holds the expected bands, and its STAC Item is beside it."""
+    """The output of an earlier run: it opens, holds the expected bands, its STAC Item is beside it, and so is
+    the masks file where the Item lists one."""
     import rasterio
 
     from .stac_item import item_path
@@ -103,8 +106,10 @@ def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     try:
         with rasterio.open(tif) as ds:
             names = tuple(ds.tags(i).get("band") for i in range(1, ds.count + 1))
-            ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))  # the last block decodes
-        json.loads(item_path(tif).read_text())
+        masks = json.loads(item_path(tif).read_text())["assets"].get("masks")
+        for path in [tif] + ([tif.parent / masks["href"]] if masks else []):
+            with rasterio.open(path) as ds:
+                ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))  # the last block decodes
     except Exception:  # anything unreadable is redone
         return False
     return names == bands
@@ -116,6 +121,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
     from .product import open_product
 
     start = time.monotonic()
+    warnings: list[str] = []
     try:
         located = open_product(product)
         target = output_dir / f"{located.name}{SUFFIX}"
@@ -123,9 +129,10 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
-            precision=options.precision, sensor_model=options.sensor_model,
+            precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
         )
-        return Record(str(product), "done", str(target), round(time.monotonic() - start, 2))
+        return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
+                      warning="; ".join(warnings) or None)
     except S2srError as exc:
         return Record(str(product), "failed", None, round(time.monotonic() - start, 2), str(exc), exit_code_for(exc))
     except Exception as exc:  # a bug or a broken file the library did not foresee: recorded, the batch goes on
@@ -193,7 +200,8 @@ def run_batch(
             finished += 1
             _write_records(output_dir, products, records)
             log(f"{Path(record.input).name}: {record.status}" + (f" in {record.seconds:.0f} s" if record.status == "done"
-                                                                 else f" (exit {record.exit_code}): {record.error}"))
+                                                                 else f" (exit {record.exit_code}): {record.error}")
+                + (f"; {record.warning}" if record.warning else ""))
             if progress is not None:
                 progress(finished, len(todo))
 

@@ -22,6 +22,12 @@ class ProductError(S2srError, ValueError):
     """The product is unreadable or not a supported Sentinel-2 L1C/L2A SAFE product (exit code 4)."""
 
 
+class MaskError(ProductError):
+    """A mask file of the product (SCL, cloud probability, cloud masks) is corrupt or does not fit its grid.
+
+    ``read_mask`` raises it; a product run records it, warns in one line and writes the bands without masks."""
+
+
 class AoiError(InputParametersError):
     """The area of interest is invalid or misses the product (exit code 2)."""
 

@@ -7,7 +7,7 @@ Only what radiometry needs: level, processing baseline, quantification value, pe
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bands import BANDS
@@ -31,11 +31,13 @@ class ProductMetadata:
 
 @dataclass(frozen=True)
 class Product:
-    """A located product: its metadata, and a GDAL path for every band s2sr reads."""
+    """A located product: its metadata, a GDAL path for every band s2sr reads, and for every mask file it
+    carries (``masks.find_mask_files``: ``scl``, ``cloud_probability``, ``classi``, ``gml``)."""
 
     source: Path
     metadata: ProductMetadata
     band_paths: dict[str, str]
+    mask_paths: dict[str, str] = field(default_factory=dict)
 
     @property
     def level(self) -> str:

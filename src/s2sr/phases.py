@@ -1,8 +1,8 @@
 """Named points of a run where the files it leaves behind change, and a hook to act at each.
 
 The order in which a product run makes its files is what lets a kill at any moment leave either no output
-or a complete one: everything is made under temporary names, the STAC Item is renamed into place before
-the GeoTIFF, and the GeoTIFF, renamed last, is what makes it an output (the block's ``data.json`` comes after
+or a complete one: everything is made under temporary names, the masks file and the STAC Item are renamed
+into place before the GeoTIFF, and the GeoTIFF, renamed last, is what makes it an output (the block's ``data.json`` comes after
 all of them). Tests set ``hook`` in a subprocess to kill it at each of these points in turn; the library
 itself never sets it.
 """
@@ -13,15 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: A product run, in order (``old output removed`` only where a previous output of that target exists;
-#: ``tile written`` after every tile).
+#: ``masks staged`` and ``masks in place`` only where masks are written; ``tile written`` after every tile).
 PRODUCT_PHASES = (
     "folders checked",  # room and permissions; nothing written yet
     "staging open",  # stale temporaries of this target removed, staging file created
     "tile written",
     "tiles written",
     "cog staged",  # the COG complete under a hidden name beside its target
+    "masks staged",  # its masks file (``masks``) complete under a hidden name, where the product has masks
     "item staged",  # its STAC Item complete under a hidden name
-    "old output removed",  # the previous GeoTIFF of this target (its Item is replaced next)
+    "old output removed",  # the previous GeoTIFF of this target (its Item and masks are replaced next)
+    "masks in place",  # the masks file renamed onto ``out_masks.tif`` (a previous run's removed where none)
     "item in place",
     "output in place",  # the GeoTIFF renamed onto its target: the output exists, whole
 )

@@ -21,6 +21,7 @@ from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import Nets, WindowResult, load_nets, read_tile, superresolve_groups
+from .masks import Grid, MaskCompanion, stale_companions
 from .metadata import Product
 from .model import DEFAULT_PRECISION
 from .phases import reached
@@ -64,6 +65,8 @@ def superresolve_product(
     precision: str = DEFAULT_PRECISION,
     stage_times: StageTimes | None = None,
     sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
+    masks: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
@@ -80,6 +83,9 @@ def superresolve_product(
     ``sensor_model``: the blur every stage assumes, ``estimate`` (measured once per product on fixed
     windows of its grid, so an AOI run equals a whole-product run; :mod:`s2sr.blur`), ``mtf`` (documented),
     ``paper`` or a :class:`~s2sr.sensor.SensorModel`; recorded in the GeoTIFF tags and the STAC Item.
+    With ``masks`` the product's own masks (L2A SCL and cloud probability, L1C cloud masks) are written beside
+    the output on its grid, ``out_masks.tif`` (:mod:`s2sr.masks`); a mask file that is corrupt or does not fit
+    leaves the bands written, calls ``warn`` with one line and is recorded in the STAC Item.
     """
     output = _checked_arguments(Path(output), tile_size, threads)
     located = open_product(product)
@@ -96,7 +102,9 @@ def superresolve_product(
         if mask is not None and not mask.any():
             raise NoOutputError(f"the AOI covers no pixel of {located.name}")
         tiles = list(tiles_covering(reader.raster, area, tile_size))
-        _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)), stac_item)
+        companion = MaskCompanion.start(located, Grid(reader.crs, reader.transform, reader.height, reader.width), area,
+                                        output, enabled=masks, warn=warn)
+        _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)) + companion.staging_bytes, stac_item)
         with times.timing("sensor model"):  # once per product, on fixed windows: the same for any AOI or tile size
             nets = replace(nets, sensor=sensor_model_for(sensor_model, reader.read, reader.height, reader.width))
         from affine import Affine
@@ -110,9 +118,9 @@ def superresolve_product(
             bands=bands_out,
             tags=_output_tags(located, nets),
             times=times,
-        ) as writer:
+        ) as writer, companion:
             reached("staging open", output)
-            write = _TileWriter(writer, area, mask, bands_out, output)
+            write = _TileWriter(writer, area, mask, bands_out, output, companion)
 
             def compute(tile: Window, groups: list) -> WindowResult:
                 return superresolve_groups(nets, *groups, border=nets.border, times=times)
@@ -141,7 +149,7 @@ def superresolve_product(
                 weights=[n.manifest for n in (nets.x2, nets.x6) if n is not None],
                 aoi=area_of_interest.geometry if area_of_interest and clip_to_aoi else None,
             )
-            _publish(writer, output, item, times)
+            _publish(writer, output, item, times, companion)
     return output
 
 
@@ -170,11 +178,13 @@ def _output_tags(located: Product, nets: Nets) -> dict[str, str]:
 
 
 class _TileWriter:
-    """Writes a tile's result into the output area: masked (swath, AOI polygon), as DN, in output band order;
-    records whether any written pixel holds data (called from the writer thread)."""
+    """Writes a tile's result into the output area: masked (swath, AOI polygon), as DN, in output band order,
+    and the product's masks on the same pixels; records whether any written pixel holds data (called from the
+    writer thread)."""
 
-    def __init__(self, writer: CogWriter, area: Window, mask: np.ndarray | None, bands: tuple[str, ...], output: Path):
-        self.writer, self.area, self.mask, self.bands, self.output = writer, area, mask, bands, output
+    def __init__(self, writer: CogWriter, area: Window, mask: np.ndarray | None, bands: tuple[str, ...], output: Path,
+                 masks: MaskCompanion):
+        self.writer, self.area, self.mask, self.bands, self.output, self.masks = writer, area, mask, bands, output, masks
         self.holds_data: list[bool] = []
 
     def __call__(self, tile: Window, result: WindowResult) -> None:
@@ -192,6 +202,7 @@ class _TileWriter:
         for i, band in enumerate(self.bands):  # band by band: no float copy of the whole block
             to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
         self.writer.write(block, part.relative_to(self.area))
+        self.masks.write(part, valid)
         reached("tile written", self.output)
 
 
@@ -200,49 +211,60 @@ class _TileWriter:
 
 
 def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
-    """Room and permissions for the staging file and the COG (each at most ``pixel_bytes``, uncompressed with
-    overviews), before the first tile (``storage``), and the leftovers of a killed run of this target
-    removed: an Item staged or renamed without its GeoTIFF, and (before the room is measured) the staging
-    folders of killed runs on this host."""
+    """Room and permissions for the staging files and the COGs (at most ``pixel_bytes``, uncompressed with
+    overviews, the masks file's included), before the first tile (``storage``), and the leftovers of a killed
+    run of this target removed: an Item or masks file staged or renamed without its GeoTIFF, and (before the
+    room is measured) the staging folders of killed runs on this host."""
     size = pixel_bytes + MARGIN
     remove_stale_staging(staging_root())
     check_folders([(staging_root(), size, "the staging folder"), (output.parent, size, "the output folder")])
-    if stac_item:
-        with storage_faults(output.parent, "the output folder"):
-            for stale in staged_items(output) + ([] if output.exists() else [item_path(output)]):
-                stale.unlink(missing_ok=True)
+    with storage_faults(output.parent, "the output folder"):
+        stale = stale_companions(output)  # a masks file staged, or renamed without its GeoTIFF
+        if stac_item:
+            stale += staged_items(output) + ([] if output.exists() else [item_path(output)])
+        for path in stale:
+            path.unlink(missing_ok=True)
     reached("folders checked", output)
 
 
-def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTimes) -> None:
-    """Finish the COG under its hidden name, stage its Item, rename the Item into place, the GeoTIFF last.
+def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTimes, masks: MaskCompanion) -> None:
+    """Finish the COG and its masks file under hidden names, stage its Item, rename the masks file and the Item
+    into place, the GeoTIFF last.
 
     A previous output of this target goes first, so that a kill in between never pairs a GeoTIFF with
-    another run's Item. A failure removes the new Item (the writer removes the COG)."""
+    another run's Item or masks. A failure removes the new Item and masks (the writers remove the COGs)."""
     writer.finish()
     reached("cog staged", output)
-    if item is None:
-        _replace_output(writer, output)
-        return
-    with times.timing("STAC Item"), storage_faults(output.parent, "the output folder"):
-        aoi = item.pop("aoi")
-        staged = stage_output_item(output, read_from=writer.partial, footprint=written_footprint(writer.partial, aoi),
-                                   **item)
+    if masks.finish():
+        reached("masks staged", output)
     try:
-        reached("item staged", output)
-        _replace_output(writer, output, staged)
+        if item is None:
+            _replace_output(writer, output, None, masks)
+            return
+        with times.timing("STAC Item"), storage_faults(output.parent, "the output folder"):
+            aoi = item.pop("aoi")
+            staged = stage_output_item(output, read_from=writer.partial, footprint=written_footprint(writer.partial, aoi),
+                                       masks=masks.stac(), **item)
+        try:
+            reached("item staged", output)
+            _replace_output(writer, output, staged, masks)
+        finally:
+            staged.unlink(missing_ok=True)
     except BaseException:
-        staged.unlink(missing_ok=True)
-        if not output.exists():
-            item_path(output).unlink(missing_ok=True)  # an Item without its GeoTIFF is not an output
+        if not output.exists():  # an Item or masks file without its GeoTIFF is not an output
+            item_path(output).unlink(missing_ok=True)
+            masks.path.unlink(missing_ok=True)
         raise
 
 
-def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None = None) -> None:
+def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None, masks: MaskCompanion) -> None:
     with storage_faults(output.parent, "the output folder"):
         if output.exists():
             output.unlink()
             reached("old output removed", output)
+        masks.put_in_place()  # or a previous run's masks file removed
+        if masks.written:
+            reached("masks in place", output)
         if staged_item is not None:
             staged_item.replace(item_path(output))
             reached("item in place", output)

@@ -5,13 +5,15 @@ a ``.SAFE/`` folder inside), the path of its metadata document, or a folder that
 (the layout UP42's data blocks deliver). The metadata document is ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``,
 or in the products of Dec 2015 - Dec 2016 ``S2A_OPER_MTD_SAFL1C_PDMC_....xml``. Band files are found by name
 under ``GRANULE/*/IMG_DATA``, which covers L1C (``T32TQM_..._B02.jp2``), L2A (``R10m/..._B02_10m.jp2``) and
-the old long names (``S2A_OPER_MSI_L1C_TL_SGS__..._B02.jp2``).
+the old long names (``S2A_OPER_MSI_L1C_TL_SGS__..._B02.jp2``). The mask files it carries (``masks``) are
+found the same way, under ``IMG_DATA/R20m`` and ``QI_DATA``.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 
@@ -27,6 +29,27 @@ from .tiling import Window
 _MTD = re.compile(r"(^|/)(MTD_MSIL(1C|2A)|S2[AB]_(OPER|USER)_MTD_SAFL(1C|2A)_[^/]*)\.xml$", re.IGNORECASE)
 _BAND_FILE = re.compile(r"IMG_DATA/(?:R(\d\d)m/)?[^/]*_(B\d\d|B8A)(?:_(\d\d)m)?\.jp2$", re.IGNORECASE)
 NEEDED_BANDS = BANDS_10M + BANDS_20M + BANDS_60M
+#: The mask files s2sr reads (``masks``): L2A the SCL and the cloud probability at 20 m, L1C the cloud masks,
+#: a 60 m raster from baseline 04.00, vector GML before it (``S2A_OPER_MSK_CLOUDS_..._B00_MSIL1C.gml`` in the
+#: long names of 2015 - 2016).
+_MASK_FILES = (
+    ("scl", re.compile(r"(^|/)GRANULE/[^/]+/IMG_DATA/R20m/[^/]*_SCL_20m\.jp2$", re.IGNORECASE)),
+    ("cloud_probability", re.compile(r"(^|/)GRANULE/[^/]+/QI_DATA/(MSK_CLDPRB_20m|[^/]*_CLD_20m)\.jp2$", re.IGNORECASE)),
+    ("classi", re.compile(r"(^|/)GRANULE/[^/]+/QI_DATA/MSK_CLASSI_B00\.jp2$", re.IGNORECASE)),
+    ("gml", re.compile(r"(^|/)GRANULE/[^/]+/QI_DATA/[^/]*MSK_CLOUDS_[^/]*B00[^/]*\.gml$", re.IGNORECASE)),
+)
+
+
+def find_mask_files(names: Iterable[str], level: str) -> dict[str, str]:
+    """The mask files among a SAFE's file ``names`` (relative to its root) that s2sr reads, by kind: L2A
+    ``scl`` and ``cloud_probability``; L1C ``classi``, else (before baseline 04.00) ``gml``."""
+    found: dict[str, str] = {}
+    for name in names:
+        for kind, pattern in _MASK_FILES:
+            if pattern.search(name):
+                found.setdefault(kind, name)
+    wanted = ("scl", "cloud_probability") if level == "L2A" else ("classi",) if "classi" in found else ("gml",)
+    return {kind: found[kind] for kind in wanted if kind in found}
 
 
 def _pick_band_files(names: list[str], source: Path) -> dict[str, str]:
@@ -90,7 +113,9 @@ def open_product(path: str | Path) -> Product:
     metadata = parse_product_metadata(mtd.read_bytes(), str(mtd))
     names = [p.relative_to(root).as_posix() for p in root.glob("GRANULE/*/IMG_DATA/**/*") if p.suffix.lower() == ".jp2"]
     bands = _pick_band_files(names, root)
-    return Product(root, metadata, {b: str(root / n) for b, n in bands.items()})
+    names += [p.relative_to(root).as_posix() for p in root.glob("GRANULE/*/QI_DATA/*")]
+    masks = find_mask_files(names, metadata.level)
+    return Product(root, metadata, {b: str(root / n) for b, n in bands.items()}, {k: str(root / n) for k, n in masks.items()})
 
 
 def _open_zip(path: Path) -> Product:
@@ -108,8 +133,9 @@ def _open_zip(path: Path) -> Product:
     root = "" if str(parent) == "." else f"{parent}/"
     inside = [n[len(root):] for n in names if n.startswith(root)]
     bands = _pick_band_files(inside, path)
+    masks = find_mask_files(inside, metadata.level)
     prefix = f"/vsizip/{path.resolve()}/{root}"
-    return Product(path, metadata, {b: prefix + n for b, n in bands.items()})
+    return Product(path, metadata, {b: prefix + n for b, n in bands.items()}, {k: prefix + n for k, n in masks.items()})
 
 
 class ProductReader:

@@ -3,7 +3,12 @@
 The imagery is synthetic (smooth land-cover patches with per-class spectra, consistent across the three
 grids by block averaging); the structure is faithful: SAFE layout and names of L1C or L2A, old or compact
 naming, product metadata with quantification and, from baseline 04.00, the +1000 DN offset, optional
-nodata beyond a swath edge, optionally zipped.
+nodata beyond a swath edge, optionally zipped, and the masks a product of that level and baseline carries
+(``sample_masks``): L2A the SCL and cloud probability at 20 m, L1C from 04.00 ``MSK_CLASSI_B00.jp2`` at 60 m,
+before it the vector ``MSK_CLOUDS_B00.gml`` (the same opaque and cirrus masks as polygons on the 60 m grid).
+The masks follow the synthetic scene (water, vegetation, bare ground) with a synthetic cloud, its shadow, a
+band of cirrus and a patch of snow; a product built from real imagery (``bands``) gets none, since they would
+not describe it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class SampleSpec:
     nodata_edge: bool = True
     saturated_pixels: int = 0
     seed: int = 0
+    masks: bool = True  # write the masks of its level and baseline (not for real imagery: ``build_sample_product``)
 
     @property
     def offset(self) -> int:
@@ -110,14 +116,122 @@ def _band_dn(spec: SampleSpec, refl: np.ndarray, band: str, real: dict[str, np.n
         if f > 1:
             data = block_mean(data, f)
     dn = np.clip(np.rint(data[0] * 10000) + spec.offset, 1, 65535).astype(np.uint16)
-    if spec.nodata_edge:
-        rows, cols = np.indices(dn.shape)
-        # swath edge: a diagonal through the lower-right corner, in metres so all grids agree
-        centre_r, centre_c = (rows + 0.5) * f * 10, (cols + 0.5) * f * 10
-        dn[centre_r + centre_c > 1.6 * spec.size * 10] = NODATA_DN
+    dn[_outside_swath(spec, dn.shape, f)] = NODATA_DN
     if spec.saturated_pixels:
         dn.flat[: spec.saturated_pixels] = 65535
     return dn
+
+
+def _outside_swath(spec: SampleSpec, shape: tuple[int, int], f: int) -> np.ndarray:
+    """The pixels of a grid ``f`` times coarser than 10 m beyond the swath edge (``nodata_edge``)."""
+    rows, cols = np.indices(shape)
+    # a diagonal through the lower-right corner, in metres so all grids agree
+    return (rows + 0.5) * f * 10 + (cols + 0.5) * f * 10 > 1.6 * spec.size * 10 if spec.nodata_edge else np.zeros(shape, bool)
+
+
+def _mask_geometry(spec: SampleSpec, f: int) -> dict[str, np.ndarray]:
+    """The synthetic cloud (a disc with a medium-probability rim), its shadow, a cirrus band and a snow patch on
+    a grid ``f`` times coarser than 10 m, by pixel centre in metres so every grid draws the same shapes."""
+    n = spec.size // f
+    y, x = (np.indices((n, n)) + 0.5) * f / spec.size  # 0..1 across the product
+    cloud = np.hypot(y - 0.3, x - 0.6)
+    return {
+        "cloud": cloud < 0.15,
+        "rim": (cloud >= 0.15) & (cloud < 0.2),
+        "shadow": np.hypot(y - 0.45, x - 0.45) < 0.12,
+        "cirrus": (y > 0.7) & (y < 0.8),
+        "snow": (y < 0.25) & (x > 0.72),
+    }
+
+
+def sample_masks(spec: SampleSpec, refl: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The masks ``build_sample_product`` writes, at native resolution: ``scl`` (SCL classes: water 6,
+    vegetation 4, not vegetated 5, the cloud 9 with a rim of 8, shadow 3, cirrus 10, snow 11, beyond the swath
+    0) and ``cloud_probability`` (20 m, uint8) for L2A; ``classi`` (3, 60 m: opaque clouds, cirrus, snow and
+    ice; 0 or 1) for L1C."""
+    if spec.level == "L2A":
+        refl = _reflectance(spec) if refl is None else refl
+        r20 = block_mean(refl[[3, 7]], 2)  # B4, B8 at 20 m
+        ndvi = (r20[1] - r20[0]) / (r20[1] + r20[0])
+        g = _mask_geometry(spec, 2)
+        scl = np.where(r20[1] < 0.06, 6, np.where(ndvi > 0.35, 4, 5)).astype(np.uint8)
+        prob = np.full(scl.shape, 2, np.uint8)
+        for where, cls, p in ((g["snow"], 11, 5), (g["cirrus"], 10, 25), (g["shadow"], 3, 10), (g["rim"], 8, 55),
+                              (g["cloud"], 9, 95)):
+            scl[where], prob[where] = cls, p
+        outside = _outside_swath(spec, scl.shape, 2)
+        scl[outside], prob[outside] = 0, 0
+        return {"scl": scl, "cloud_probability": prob}
+    g = _mask_geometry(spec, 6)
+    classi = np.stack([g["cloud"] | g["rim"], g["cirrus"], g["snow"]]).astype(np.uint8)
+    classi[:, _outside_swath(spec, classi.shape[1:], 6)] = 0
+    return {"classi": classi}
+
+
+def _write_masks(spec: SampleSpec, granule: Path, masks: dict[str, np.ndarray]) -> None:
+    """The product's masks as its level and baseline carry them (``sample_masks``), as real files."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    files = {"scl": (granule / "IMG_DATA" / "R20m" / f"T{spec.tile}_{spec.date}_SCL_20m.jp2", 20),
+             "cloud_probability": (granule / "QI_DATA" / "MSK_CLDPRB_20m.jp2", 20),
+             "classi": (granule / "QI_DATA" / "MSK_CLASSI_B00.jp2", 60)}
+    if spec.level == "L1C" and spec.offset == 0:  # before baseline 04.00: vector masks
+        name = ("MSK_CLOUDS_B00.gml" if spec.naming != "old" else
+                f"S2A_OPER_MSK_CLOUDS_SGS__{spec.processed}_A002345_T{spec.tile}_B00_MSIL1C.gml")
+        (granule / "QI_DATA").mkdir(parents=True, exist_ok=True)
+        (granule / "QI_DATA" / name).write_text(_clouds_gml(spec, masks["classi"]))
+        return
+    for kind, data in masks.items():
+        path, res = files[kind]
+        data = data if data.ndim == 3 else data[None]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        profile = dict(driver="JP2OpenJPEG", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype="uint8", crs=f"EPSG:{spec.epsg}", transform=from_origin(*spec.origin, res, res),
+                       QUALITY="100", REVERSIBLE="YES", RESOLUTIONS="1")
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+
+
+def _clouds_gml(spec: SampleSpec, classi: np.ndarray) -> str:
+    """``MSK_CLOUDS_B00.gml`` as products before baseline 04.00 carry it: the opaque and cirrus masks as
+    polygons along the 60 m pixel edges, in the tile's CRS."""
+    from rasterio.features import shapes
+    from rasterio.transform import from_origin
+
+    srs = f"urn:ogc:def:crs:EPSG::{spec.epsg}"
+    transform = from_origin(*spec.origin, 60, 60)
+    members = []
+    for band, kind in ((0, "OPAQUE"), (1, "CIRRUS")):
+        polygons = [geom for geom, value in shapes(classi[band], mask=classi[band] > 0, transform=transform) if value]
+        for i, geom in enumerate(polygons):
+            rings = [("exterior", geom["coordinates"][0])] + [("interior", r) for r in geom["coordinates"][1:]]
+            body = "".join(
+                f"<gml:{part}><gml:LinearRing><gml:posList srsDimension=\"2\">"
+                + " ".join(f"{x:.0f} {y:.0f}" for x, y in ring)
+                + f"</gml:posList></gml:LinearRing></gml:{part}>"
+                for part, ring in rings)
+            members.append(
+                f'    <eop:MaskFeature gml:id="{kind}.{i}">\n'
+                f'      <eop:maskType codeSpace="urn:gs2:S2PDGS:maskType">{kind}</eop:maskType>\n'
+                f'      <eop:extentOf><gml:Polygon gml:id="{kind}.{i}_Polygon">{body}</gml:Polygon></eop:extentOf>\n'
+                f"    </eop:MaskFeature>")
+    x0, y1 = spec.origin
+    x1, y0 = x0 + spec.size * 10, y1 - spec.size * 10
+    bounded = (f'<gml:Envelope srsName="{srs}"><gml:lowerCorner>{x0:.0f} {y0:.0f}</gml:lowerCorner>'
+               f"<gml:upperCorner>{x1:.0f} {y1:.0f}</gml:upperCorner></gml:Envelope>" if members else
+               "<gml:Null>Inapplicable</gml:Null>")
+    body = "\n".join(members)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<eop:Mask xmlns:eop="http://www.opengis.net/eop/2.0" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" \
+xmlns:gml="http://www.opengis.net/gml/3.2" gml:id="MSK_CLOUDS_B00">
+  <gml:name>MSK_CLOUDS pixels mask of T{spec.tile}</gml:name>
+  <gml:boundedBy>{bounded}</gml:boundedBy>
+  <eop:maskMembers>
+{body}
+  </eop:maskMembers>
+</eop:Mask>
+"""
 
 
 def _file_stem(spec: SampleSpec, band: str) -> str:
@@ -172,7 +286,7 @@ def _mtd_xml(spec: SampleSpec, image_files: list[str]) -> str:
 
 def build_sample_product(
     directory: Path, spec: SampleSpec = SampleSpec(), *, zipped: bool = False, flat_zip: bool = False,
-    bands: dict[str, np.ndarray] | None = None,
+    bands: dict[str, np.ndarray] | None = None, masks: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a SAFE product into ``directory``; returns the .SAFE directory or the .zip path.
 
@@ -206,6 +320,8 @@ def build_sample_product(
         with rasterio.open(path, "w", **profile) as dst:
             dst.write(dn, 1)
         image_files.append(f"{sub}/{stem}")
+    if masks is not None or (spec.masks and bands is None):
+        _write_masks(spec, safe / "GRANULE" / spec.granule, masks if masks is not None else sample_masks(spec, refl))
     (safe / spec.metadata_name).write_text(_mtd_xml(spec, image_files))
     (safe / "manifest.safe").write_text('<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1"/>\n')
     if not zipped:
@@ -232,7 +348,8 @@ def build_sample_item(
     Earth Search: keys ``blue``, ``nir08``...; the 04.00 offset removed from the files and
     ``earthsearch:boa_offset_applied`` true. Planetary Computer: keys ``B02``...; the files as in the SAFE,
     only ``s2:processing_baseline`` says so. Copernicus Data Space: keys ``B02_10m``...; the files as in the
-    SAFE, ``raster:bands`` scale 0.0001 and offset -0.1.
+    SAFE, ``raster:bands`` scale 0.0001 and offset -0.1. An L2A Item of the synthetic scene carries its SCL as
+    each catalogue names it (``scl``, ``SCL``, ``SCL_20m``; ``SCL.tif``, uint8, nodata 0).
     """
     import json
 
@@ -269,6 +386,16 @@ def build_sample_item(
             dst.write(dn, 1)
         assets[key] = {"href": f"./{path.name}", "type": "image/tiff; application=geotiff", "roles": ["data"],
                        **({"raster:bands": [raster]} if raster else {})}
+    if spec.masks and bands is None and spec.level == "L2A":
+        scl = sample_masks(spec, refl)["scl"]
+        profile = dict(driver="GTiff", width=scl.shape[1], height=scl.shape[0], count=1, dtype="uint8", nodata=0,
+                       crs=f"EPSG:{spec.epsg}", transform=from_origin(*spec.origin, 20, 20), tiled=True,
+                       blockxsize=256, blockysize=256, compress="deflate")
+        with rasterio.open(directory / "SCL.tif", "w", **profile) as dst:
+            dst.write(scl, 1)
+        key = {"earth-search": "scl", "planetary-computer": "SCL", "copernicus": "SCL_20m"}[style]
+        assets[key] = {"href": "./SCL.tif", "type": "image/tiff; application=geotiff", "roles": ["data"],
+                       "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}]}
     west, south, east, north = spec.wgs84_bbox(0, 0, spec.size, spec.size)
     date = spec.date
     props = {

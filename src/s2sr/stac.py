@@ -1,5 +1,6 @@
 """STAC Items of Sentinel-2 scenes as products: the per-band files of Earth Search, Planetary Computer and
-Copernicus Data Space, read in place (local paths, or http(s) through GDAL's windowed range reads).
+Copernicus Data Space, and an L2A Item's SCL (``masks``), read in place (local paths, or http(s) through
+GDAL's windowed range reads).
 
 Radiometry comes from the Item, so a 04.00+ scene gives the same reflectance from any catalogue as from its
 SAFE. The DN offset of a band is decided, in this order, by:
@@ -26,6 +27,8 @@ EARTH_SEARCH_KEYS = {
     "B1": "coastal", "B2": "blue", "B3": "green", "B4": "red", "B5": "rededge1", "B6": "rededge2",
     "B7": "rededge3", "B8": "nir", "B8A": "nir08", "B9": "nir09", "B11": "swir16", "B12": "swir22",
 }
+#: Asset keys of the SCL in the STAC Items of Earth Search, Planetary Computer and Copernicus Data Space.
+ITEM_SCL_KEYS = ("scl", "SCL", "SCL_20m", "scl-jp2")
 APPLIED_FLAGS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied")
 NEEDED_BANDS = BANDS_10M + BANDS_20M + BANDS_60M
 
@@ -117,4 +120,6 @@ def open_item(path: Path):
         raise ProductError(f"{path}: raster:bands scales differ between bands ({sorted(quantifications)}); s2sr needs one")
     when = item.datetime.strftime("%Y-%m-%dT%H:%M:%SZ") if item.datetime else ""
     metadata = ProductMetadata(level, baseline, quantifications.pop(), offsets, str(props.get("s2:product_uri") or item.id), when)
-    return Product(path, metadata, band_paths)
+    scl = next((item.assets[k] for k in ITEM_SCL_KEYS if k in item.assets), None) if level == "L2A" else None
+    masks = {} if scl is None else {"scl": gdal_path(scl.get_absolute_href() or scl.href)}
+    return Product(path, metadata, band_paths, masks)

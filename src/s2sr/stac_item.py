@@ -22,6 +22,8 @@ EXTENSIONS = [
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
 ]
+#: Added where the Item has a masks asset (its class tables).
+CLASSIFICATION_EXTENSION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
 #: STAC eo common names of the MSI bands.
 COMMON_NAMES = {
     "B1": "coastal", "B2": "blue", "B3": "green", "B4": "red", "B5": "rededge", "B6": "rededge",
@@ -53,11 +55,12 @@ def staged_items(tif: Path) -> list[Path]:
 
 def stage_output_item(
     tif: Path, *, source: Path, source_name: str, level: str, sensing_time: str, weights: list[Any],
-    footprint: Any | None, version: str, read_from: Path | None = None,
+    footprint: Any | None, version: str, read_from: Path | None = None, masks: dict[str, Any] | None = None,
 ) -> Path:
     """Write the Item of ``tif`` under a hidden name beside it and return that name, for the caller to rename
     onto ``item_path(tif)`` (before the GeoTIFF itself is renamed into place). ``read_from``: the file to
-    describe, when ``tif`` is not there yet (its finished ``.partial``)."""
+    describe, when ``tif`` is not there yet (its finished ``.partial``). ``masks``: ``status``, the Item's
+    ``s2sr:masks`` (written, unavailable, failed and why), and ``asset``, the masks file (``masks.stac_asset``)."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -73,7 +76,7 @@ def stage_output_item(
     item = {
         "type": "Feature",
         "stac_version": STAC_VERSION,
-        "stac_extensions": EXTENSIONS,
+        "stac_extensions": EXTENSIONS + ([CLASSIFICATION_EXTENSION] if masks and masks.get("asset") else []),
         "id": Path(tif).stem,
         "geometry": geometry,
         **({"bbox": bbox} if bbox else {}),
@@ -92,6 +95,7 @@ def stage_output_item(
             "s2sr:source_product": source_name,
             "s2sr:weights": [{"name": w.name, "sha256": w.sha256, "fusion": w.fusion} for w in weights],
             **({"s2sr:sensor_model": json.loads(sensor_model)} if sensor_model else {}),
+            **({"s2sr:masks": masks["status"]} if masks else {}),
         },
         "links": [{"rel": "derived_from", "href": _href(source, tif), "title": source_name}],
         "assets": {
@@ -105,7 +109,8 @@ def stage_output_item(
                     {"data_type": "uint16", "nodata": NODATA_DN, "scale": 1e-4, "offset": 0.0, "spatial_resolution": resolution}
                     for _ in names
                 ],
-            }
+            },
+            **({"masks": masks["asset"]} if masks and masks.get("asset") else {}),
         },
     }
     path = item_path(tif)

@@ -1,4 +1,5 @@
-"""Writing the output: a uint16 Cloud-Optimized GeoTIFF, block by block, never the whole raster in memory.
+"""Writing the output: a uint16 Cloud-Optimized GeoTIFF (or, with a ``Layout``, a uint8 class raster such as
+the masks file), block by block, never the whole raster in memory.
 
 Windows go into an uncompressed tiled staging GeoTIFF in a temporary folder outside the output folder (the
 system's, or ``staging_dir``; a whole product needs 3.6 GB there), and their 2 x 2 averages into its first
@@ -19,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +61,41 @@ def overview_factors(height: int, width: int, blocksize: int = BLOCKSIZE) -> tup
     return tuple(factors)
 
 
-def tiled_bytes(height: int, width: int, bands: int, blocksize: int = BLOCKSIZE) -> int:
-    """Bytes of the pixels of an uncompressed uint16 GeoTIFF in ``blocksize`` tiles (edge tiles whole)."""
-    return -(-height // blocksize) * -(-width // blocksize) * blocksize**2 * bands * 2
+def tiled_bytes(height: int, width: int, bands: int, blocksize: int = BLOCKSIZE, itemsize: int = 2) -> int:
+    """Bytes of the pixels of an uncompressed GeoTIFF (``itemsize`` bytes a sample, 2 for uint16) in
+    ``blocksize`` tiles (edge tiles whole)."""
+    return -(-height // blocksize) * -(-width // blocksize) * blocksize**2 * bands * itemsize
 
 
-def staging_bytes(height: int, width: int, bands: int) -> int:
+def staging_bytes(height: int, width: int, bands: int, itemsize: int = 2) -> int:
     """Disk a ``CogWriter`` of that size needs: the staging file and its overviews, uncompressed; also an upper
     bound of the COG it makes (compressed tiles of the same pixels)."""
     levels = [(height, width)] + [(-(-height // f), -(-width // f)) for f in overview_factors(height, width)]
-    return sum(tiled_bytes(h, w, bands) for h, w in levels)
+    return sum(tiled_bytes(h, w, bands, itemsize=itemsize) for h, w in levels)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a file stores its bands: sample type, nodata, scale, overview resampling, and what each band is.
+
+    The default is the reflectance output (uint16, nodata 0, scale 0.0001, averaged overviews, descriptions
+    from the band names); a class raster such as the masks companion (``masks``) takes uint8, its own nodata,
+    no scale, ``nearest`` overviews (an average of two classes is no class) and its own descriptions and tags.
+    """
+
+    dtype: str = "uint16"
+    nodata: int = NODATA_DN
+    scale: float | None = REFLECTANCE_SCALE
+    resampling: str = "average"
+    descriptions: tuple[str, ...] | None = None  # None: ``bands.description`` of each band name
+    band_tags: tuple[dict[str, str], ...] | None = None  # extra tags per band, beside ``band``
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+
+REFLECTANCE = Layout()
 
 
 def halve(block: np.ndarray) -> np.ndarray:
@@ -118,9 +145,11 @@ class CogWriter:
     def __init__(
         self, path: Path, *, crs: Any, transform: Any, height: int, width: int, bands: tuple[str, ...],
         tags: dict[str, str], staging_dir: Path | None = None, times: StageTimes | None = None,
+        layout: Layout = REFLECTANCE,
     ):
         self.path = Path(path)
         self.bands = bands
+        self.layout = layout
         token = uuid.uuid4().hex[:8]
         self._staging_root = staging_dir
         self._staging_dir: Path | None = None
@@ -128,8 +157,8 @@ class CogWriter:
         self._partial = self.path.with_name(f".{self.path.name}.{token}.partial.tif")
         self._profile = {
             "driver": "GTiff",
-            "dtype": "uint16",
-            "nodata": NODATA_DN,
+            "dtype": layout.dtype,
+            "nodata": layout.nodata,
             "count": len(bands),
             "height": height,
             "width": width,
@@ -146,6 +175,8 @@ class CogWriter:
         self._dataset = None
         self._factors = overview_factors(height, width)
         self._overview = None  # the first overview, written with the windows; None: GDAL's COG driver makes them
+        # ``halve`` averages uint16 with nodata 0: only the reflectance layout has its first overview made here
+        self._own_overview = layout.resampling == "average" and layout.dtype == "uint16" and layout.nodata == NODATA_DN
         self._times = times if times is not None else StageTimes()
         self._finished = self._committed = False
 
@@ -175,7 +206,7 @@ class CogWriter:
             self._staging = self._staging_dir / "staging.tif"
             self._dataset = rasterio.open(self._staging, "w", **self._profile)
             p = self._profile
-            if self._factors and p["height"] % 2 == 0 and p["width"] % 2 == 0:  # always, at 60 m-aligned extents
+            if self._own_overview and self._factors and p["height"] % 2 == 0 and p["width"] % 2 == 0:  # 60 m-aligned
                 from affine import Affine
 
                 half = {**p, "height": p["height"] // 2, "width": p["width"] // 2,
@@ -187,7 +218,7 @@ class CogWriter:
         return self._staging.with_name(self._staging.name + ".ovr")  # where GDAL looks for external overviews
 
     def write(self, data: np.ndarray, window: Window) -> None:
-        """Write a (bands, h, w) uint16 block at ``window`` (in output pixel coordinates)."""
+        """Write a (bands, h, w) block of the layout's type at ``window`` (in output pixel coordinates)."""
         with storage_faults(self._staging_dir, "the staging folder"):
             self._dataset.write(data, window=window.to_rasterio())
             if self._overview is None:
@@ -232,7 +263,7 @@ class CogWriter:
     def _check_whole(self, path: Path, height: int, width: int) -> None:
         """GDAL writes the cached blocks when a dataset closes and does not raise when that fails (a full disk):
         the file's size says whether all of them got there."""
-        if path.stat().st_size < tiled_bytes(height, width, len(self.bands)):
+        if path.stat().st_size < tiled_bytes(height, width, len(self.bands), itemsize=self.layout.itemsize):
             raise short_write(self._staging_dir, "the staging folder", path)
 
     def _finish(self) -> None:
@@ -242,12 +273,14 @@ class CogWriter:
 
         ds = self._dataset
         with storage_faults(self._staging_dir, "the staging folder"):
-            ds.descriptions = tuple(description(b) for b in self.bands)
-            ds.scales = (REFLECTANCE_SCALE,) * len(self.bands)
-            ds.offsets = (0.0,) * len(self.bands)
+            layout = self.layout
+            ds.descriptions = layout.descriptions or tuple(description(b) for b in self.bands)
+            if layout.scale is not None:
+                ds.scales = (layout.scale,) * len(self.bands)
+                ds.offsets = (0.0,) * len(self.bands)
             ds.update_tags(**self._tags)
             for i, band in enumerate(self.bands, start=1):
-                ds.update_tags(i, band=band)
+                ds.update_tags(i, band=band, **(layout.band_tags[i - 1] if layout.band_tags else {}))
             ds.close()
             self._check_whole(self._staging, self._profile["height"], self._profile["width"])
         with rasterio.Env(GDAL_CACHEMAX=FINISH_CACHE_BYTES, GDAL_NUM_THREADS="ALL_CPUS"):
@@ -259,4 +292,5 @@ class CogWriter:
                         with rasterio.open(self._overview_path, "r+") as first:
                             first.build_overviews([f // 2 for f in self._factors[1:]], Resampling.average)
             with storage_faults(self.path.parent, "the output folder"):
-                copy(self._staging, self._partial, driver="COG", **COG_OPTIONS)  # uses the staging file's overviews
+                options = {**COG_OPTIONS, "RESAMPLING": self.layout.resampling.upper()}
+                copy(self._staging, self._partial, driver="COG", **options)  # uses the staging file's overviews
