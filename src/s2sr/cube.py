@@ -38,6 +38,7 @@ except ImportError as exc:  # the optional extra
 
 from .api import prepare_nets
 from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M, OUTPUT_BANDS, file_token
+from .blur import CHOICES as SENSOR_MODELS
 from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError
 from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
@@ -133,9 +134,11 @@ class Grid:
     height: int
     width: int
     crs: str | None
+    corners: bool = False  # the coordinates are upper-left corners (stackstac's default), not centres
 
     def describe(self) -> str:
-        return f"{abs(self.dx):g} x {abs(self.dy):g} grid at ({self.x0:g}, {self.y0:g}), {self.height} x {self.width} px"
+        size = f"{abs(self.dx):g}" if abs(self.dx) == abs(self.dy) else f"{abs(self.dx):g} x {abs(self.dy):g}"
+        return f"pixel size {size}, upper-left corner ({self.x0:.10g}, {self.y0:.10g}), {self.height} x {self.width} px"
 
 
 def _step(coords: np.ndarray, dim: Hashable, name: str) -> float:
@@ -156,17 +159,17 @@ def _grid(arr: xr.DataArray, name: str) -> Grid:
         raise InputParametersError(f"{name}: no coordinates on {ydim!r} and {xdim!r}; the bands must carry their grid")
     ys, xs = np.asarray(arr.coords[ydim].values), np.asarray(arr.coords[xdim].values)
     dy, dx = _step(ys, ydim, name), _step(xs, xdim, name)
-    x_edge, y_edge = float(xs[0]) - dx / 2, float(ys[0]) - dy / 2
+    x_edge, y_edge, corners = float(xs[0]) - dx / 2, float(ys[0]) - dy / 2, False
     transform = arr.attrs.get("transform")
     if transform is not None and len(tuple(transform)) >= 6:  # stackstac: xy_coords="topleft" (its default) or "center"
         tx, ty = float(transform[2]), float(transform[5])
         if math.isclose(tx, float(xs[0]), abs_tol=abs(dx) * 1e-6) and math.isclose(ty, float(ys[0]), abs_tol=abs(dy) * 1e-6):
-            x_edge, y_edge = tx, ty
+            x_edge, y_edge, corners = tx, ty, True
     try:
         crs = arr.rio.crs
     except Exception as exc:  # rioxarray raises several types for a malformed spatial_ref
         raise InputParametersError(f"{name}: its CRS cannot be read ({exc})") from None
-    return Grid(x_edge, y_edge, dx, dy, arr.shape[-2], arr.shape[-1], None if crs is None else crs.to_wkt())
+    return Grid(x_edge, y_edge, dx, dy, arr.shape[-2], arr.shape[-1], None if crs is None else crs.to_wkt(), corners)
 
 
 def _offset_px(a: float, b: float, step: float, what: str) -> int:
@@ -460,6 +463,8 @@ def superresolve_cube(
     ``sensor_model`` how it was chosen.
     """
     check_level(level)
+    if not isinstance(sensor_model, SensorModel) and sensor_model not in SENSOR_MODELS:
+        raise InputParametersError(f"sensor_model must be one of {', '.join(SENSOR_MODELS)} or a SensorModel, got {sensor_model!r}")
     if not isinstance(chunk_size, int) or chunk_size <= 0 or chunk_size % ALIGN:
         raise InputParametersError(f"chunk_size must be a positive multiple of 6 (10 m pixels), got {chunk_size!r}")
     bands = _band_arrays(cube)
@@ -580,8 +585,14 @@ def _wrap(data, sigmas, reference: xr.DataArray, layout: Layout, times, ydim, xd
     """The result as a georeferenced DataArray on the 10 m grid (rioxarray conventions)."""
     from affine import Affine
 
-    ys = reference.coords[ydim].values[layout.rows:layout.rows + layout.height]
-    xs = reference.coords[xdim].values[layout.cols:layout.cols + layout.width]
+    fine = layout.fine
+    left, top = fine.x0 + layout.cols * fine.dx, fine.y0 + layout.rows * fine.dy
+    if fine.corners:  # rioxarray's convention: pixel centres
+        ys = top + (np.arange(layout.height) + 0.5) * fine.dy
+        xs = left + (np.arange(layout.width) + 0.5) * fine.dx
+    else:  # the input's own values, so that the result aligns with it exactly
+        ys = reference.coords[ydim].values[layout.rows:layout.rows + layout.height]
+        xs = reference.coords[xdim].values[layout.cols:layout.cols + layout.width]
     names = list(output_bands(with_60m))
     coords: dict[str, Any] = {"band": names, ydim: ys, xdim: xs}
     dims: tuple[str, ...] = ("band", ydim, xdim)
@@ -596,8 +607,6 @@ def _wrap(data, sigmas, reference: xr.DataArray, layout: Layout, times, ydim, xd
                 coords[name] = coord
     out = xr.DataArray(data, coords=coords, dims=dims, name="superresolved")
     out = out.assign_coords(sensor_sigma=(sigma_dims, sigmas))
-    fine = layout.fine
-    left, top = fine.x0 + layout.cols * fine.dx, fine.y0 + layout.rows * fine.dy
     out = out.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim, inplace=False)
     if fine.crs is not None:
         out = out.rio.write_crs(fine.crs)
