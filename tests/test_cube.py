@@ -410,6 +410,7 @@ def _load(items, res, bands):
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"offset": [0]}, r"offset has 1 values for 2 date\(s\)"),
     ({"offset": None}, r"offset must be a number of DN"),
+    ({"offset": "raw"}, r"offset must be a number of DN \(0 or -1000\) or one per date, got 'raw'"),
     ({"offset": 0, "chunk_size": 100}, r"chunk_size must be a positive multiple of 6"),
     ({"offset": 0, "sensor_model": "guess"}, r"sensor_model must be one of estimate, mtf, paper"),
 ])

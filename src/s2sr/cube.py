@@ -291,7 +291,7 @@ def _check_bands(bands: dict[str, xr.DataArray]) -> bool:
 def _offsets(offset: Any, times: np.ndarray | None) -> list[float]:
     """One DN offset per date from a number, a sequence in the cube's date order, or a DataArray along time."""
     n = 1 if times is None else len(times)
-    if isinstance(offset, bool) or offset is None:
+    if isinstance(offset, (bool, str, bytes)) or offset is None:
         raise InputParametersError(f"offset must be a number of DN (0 or -1000) or one per date, got {offset!r}")
     if isinstance(offset, (int, float, np.integer, np.floating)):
         values = [float(offset)] * n
@@ -323,13 +323,15 @@ def item_offsets(items: Any) -> xr.DataArray:
     ``earthsearch:boa_offset_applied``), ``raster:bands`` offset / scale where given (Copernicus Data Space),
     -1000 from processing baseline 04.00 (Planetary Computer), else 0. A DataArray along ``time`` (UTC, no
     time zone, as odc-stac and stackstac give it), for ``superresolve_cube(..., offset=item_offsets(items))``."""
+    import pystac
+
     from .stac import _offset, asset_key
 
     by_time: dict[np.datetime64, float] = {}
     for item in items:
         when = np.datetime64(item.datetime.replace(tzinfo=None), "ns")
         key = asset_key(item.assets, "B2")
-        asset = item.assets[key] if key else type("NoAsset", (), {"extra_fields": {}})()
+        asset = item.assets[key] if key else pystac.Asset("")  # no band asset: the Item's fields decide
         value, _ = _offset(asset, item.properties, str(item.properties.get("s2:processing_baseline", "")))
         if when in by_time and by_time[when] != value:
             raise InputParametersError(f"Items of {str(when)[:19]} have different offsets ({by_time[when]}, {value}); "
