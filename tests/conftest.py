@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,3 +54,40 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is absent (real Sentinel-2 reference data)")
     return SHARED
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def stac_api_server(collection: Path, items: Path):
+    """A real STAC API server on this machine (rustac ``serve``, in-memory backend) serving one collection and
+    its Items (a FeatureCollection); yields its URL, stops it afterwards."""
+    import json
+
+    rustac = Path(sys.executable).with_name("rustac")
+    assert rustac.is_file(), "rustac is installed by `make install` (requirements-dev.txt)"
+    collection_id = json.loads(collection.read_text())["id"]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(rustac), "serve", "--addr", f"127.0.0.1:{port}", str(collection), str(items)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"rustac serve exited: {server.stdout.read()}"
+            try:
+                with urllib.request.urlopen(f"{url}/collections/{collection_id}", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "rustac serve did not answer within 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

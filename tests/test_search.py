@@ -6,15 +6,13 @@ tiled GeoTIFFs) placed over the product page's AOI (Tempelhof, Berlin) in July 2
 """
 
 import json
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import rasterio
+from conftest import free_port, stac_api_server
 
 from s2sr.errors import InputParametersError
 from s2sr.sample import SampleSpec, build_sample_item
@@ -26,12 +24,6 @@ JULY_2018, JULY_2019 = "2018-07-01/2018-07-31", "2019-07-01/2019-07-31"
 SCENES = (("20180705T102021", 12.0), ("20180720T102019", 3.0), ("20190710T102031", 40.0), ("20190804T102029", 1.0))
 #: UTM 33N (tile 33UUU), upper-left corner: 384 px of 10 m cover the AOI (x 388150-390947, y 5816222-5819617)
 ORIGIN = (388020.0, 5819700.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _catalogue(folder: Path) -> tuple[Path, Path]:
@@ -60,28 +52,8 @@ def _catalogue(folder: Path) -> tuple[Path, Path]:
 def stac_api(tmp_path_factory):
     """The URL of a STAC API server on this machine, serving the test collection; stopped afterwards."""
     collection, items = _catalogue(tmp_path_factory.mktemp("catalogue"))
-    rustac = Path(sys.executable).with_name("rustac")
-    assert rustac.is_file(), "rustac is installed by `make install` (requirements-dev.txt)"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([str(rustac), "serve", "--addr", f"127.0.0.1:{port}", str(collection), str(items)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, f"rustac serve exited: {server.stdout.read()}"
-            try:
-                with urllib.request.urlopen(f"{url}/collections/sentinel-2-l2a", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "rustac serve did not answer within 60 s"
-            time.sleep(0.2)
+    with stac_api_server(collection, items) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _s2sr(*args):
@@ -155,7 +127,7 @@ def test_an_empty_search_exits_2_with_one_line_and_writes_nothing(stac_api, tmp_
 
 
 def test_an_unreachable_api_exits_with_one_line_naming_the_url(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     proc = _s2sr("batch", "--stac-api", url, "--bbox", *TEMPELHOF, "--datetime", JULY_2018, "--output-dir", tmp_path / "o")
     assert proc.returncode == 3, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -10,7 +10,7 @@ import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
 from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
-from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
+from .inference import BandGroup, Nets, Reader, check_level, load_nets, superresolve_tile
 from .model import DEFAULT_PRECISION
 from .sensor import SensorModel
 from .tiling import Window, tile_grid
@@ -91,6 +91,16 @@ def _reader(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None):
     return read
 
 
+def prepare_nets(
+    nets: Nets, read: Reader, height: int, width: int, sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
+) -> Nets:
+    """The nets as one product (one date of a cube) runs them: what a run learns from the whole raster before
+    its first tile, today the sensor model measured on fixed windows of the raster (``read``: a window ->
+    its band groups). Called once per product or date, never per tile or chunk, so that tiled and chunked
+    output equal untiled output; the array API and :mod:`s2sr.cube` both go through here."""
+    return replace(nets, sensor=sensor_model_for(sensor_model, read, height, width))
+
+
 def superresolve_with(
     nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE,
     sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
@@ -99,7 +109,7 @@ def superresolve_with(
     h, w = _check_shapes(b10, b20, b60)
     raster = Window(0, 0, h, w)
     read = _reader(b10, b20, b60)
-    nets = replace(nets, sensor=sensor_model_for(sensor_model, read, h, w))
+    nets = prepare_nets(nets, read, h, w, sensor_model)
     out20 = np.zeros((len(BANDS_20M), h, w), np.float32)
     out60 = None if b60 is None else np.zeros((len(BANDS_60M), h, w), np.float32)
     for tile in tile_grid(raster, tile_size):
