@@ -219,6 +219,9 @@ def main() -> int:
     print(f"sensor model (the blur measured on 9 fixed windows of 360 px, reading them included; the same 9 windows "
           f"for any product of 1080 px or more): {estimate:.2f} s per product, {100 * estimate / nets_product:.2f} % of "
           f"a whole product's nets time ({nets_product:.0f} s at the rate above)")
+    adapted = sequential.get("adaptation", 0.0)
+    print(f"run-time adaptation (the x2 net fine-tuned on the same windows; for a product under 1080 px one window): "
+          f"{adapted:.2f} s per product, {100 * adapted / nets_product:.2f} % of a whole product's nets time")
     print(f"peak resident memory overall: {peak_rss_gib():.2f} GiB")
     batch_throughput()
     return 0

@@ -36,6 +36,8 @@ def test_defaults_match_the_manifest():
         ({"precision": "float16"}, "precision must be one of auto, float32, bfloat16, got 'float16'"),
         ({"sensor_model": "box"}, "sensor_model must be one of estimate, mtf, paper, got 'box'"),
         ({"masks": "no"}, "masks must be true or false, got 'no'"),
+        ({"adapt_steps": -1}, r"adapt_steps must be a whole number of 0 or more \(0 turns adaptation off\), got -1"),
+        ({"adapt_steps": 2.5}, "adapt_steps must be a whole number of 0 or more"),
     ],
 )
 def test_bad_parameters_say_what_to_change(params, match):
@@ -54,6 +56,7 @@ def test_parameters_parse():
     assert BlockParameters().sensor_model == "estimate"
     assert BlockParameters.from_json('{"sensor_model": "paper"}').sensor_model == "paper"
     assert BlockParameters().masks and not BlockParameters.from_json('{"masks": false}').masks
+    assert BlockParameters().adapt_steps == 20 and BlockParameters.from_json('{"adapt_steps": 0}').adapt_steps == 0
 
 
 def _input_dir(tmp_path: Path, build_product, n: int = 1, **spec) -> Path:

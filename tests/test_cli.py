@@ -38,6 +38,21 @@ def test_run_records_the_sensor_model_asked_for(build_product, tmp_path):
     assert proc.returncode == 2 and "--sensor-model: invalid choice: 'gaussian'" in proc.stderr
 
 
+def test_run_adapts_the_x2_net_as_asked_and_says_what_it_did(build_product, tmp_path):
+    product = build_product(size=240)
+    out = tmp_path / "o.tif"
+    proc = _s2sr("run", product, out, "--adapt-steps", 3, "--device", "cpu", "--precision", "float32")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(out) as ds:
+        (record,) = json.loads(ds.tags()["adaptation"])
+    assert record["steps"] == 3 and record["heldout_rmse_before"] > 0
+    assert any(line.startswith("s2sr: x2 net ") and "held-back RMSE" in line for line in proc.stderr.splitlines())
+    proc = _s2sr("run", product, tmp_path / "n.tif", "--no-adapt", "--device", "cpu", "--precision", "float32")
+    assert proc.returncode == 0 and "s2sr: x2 net not adapted: turned off" in proc.stderr
+    proc = _s2sr("run", product, tmp_path / "b.tif", "--adapt-steps", -3)
+    assert proc.returncode == 2 and "--adapt-steps: must be a whole number of 0 or more (0 turns adaptation off), got '-3'" in proc.stderr
+
+
 def test_run_errors_have_exit_codes(build_product, tmp_path):
     proc = _s2sr("run", tmp_path / "missing.SAFE", tmp_path / "o.tif")
     assert proc.returncode == 3 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr

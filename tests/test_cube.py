@@ -241,6 +241,8 @@ def test_values_equal_the_array_api_chunked_and_eager(results):
         model = sensor_model_of(b10, b20, b60)
         for band in BANDS_20M + BANDS_60M:
             assert chunked.sensor_sigma.isel(time=t).sel(band=band).item() == model.kernel(band).sigma
+        # each date's x2 net ran adapted to it, in the date's task (once), as the array API adapts it
+        assert bool(chunked.adapted.isel(time=t)) and bool(eager.adapted.isel(time=t))
         assert np.isnan(chunked.sensor_sigma.isel(time=t).sel(band="B2").item())
     # the second date is the same imagery cut by a swath edge: nodata there in all 12 bands, data on the first date
     edge = ~_valid(*reference[1][:3])

@@ -46,7 +46,15 @@ def test_output_metadata_matches_golden(build_product, tiny_weights, tmp_path):
     golden = json.loads(GOLDEN.read_text())
     # estimated blurs are pinned to 0.01 px: the 4th decimal may move with the BLAS or CPU, a band or source not
     kernels, golden_kernels = (json.loads(p["tags"].pop("sensor_model")) for p in (profile, golden))
+    # adaptation: what it did is pinned, its held-back RMSE to 0.5 DN, its seconds and weights' digest not
+    adapted, golden_adapted = (json.loads(p["tags"].pop("adaptation")) for p in (profile, golden))
     assert profile == golden
+    for got, want in zip(adapted, golden_adapted, strict=True):
+        for key in ("heldout_rmse_before", "heldout_rmse_after"):
+            assert got.pop(key) == pytest.approx(want.pop(key), abs=0.5), key
+        for key in ("seconds", "weights_sha256"):
+            got.pop(key), want.pop(key)
+        assert got == want
     assert list(kernels) == list(golden_kernels)
     for band, kernel in kernels.items():
         want = golden_kernels[band]
@@ -86,15 +94,38 @@ def test_nodata_and_saturation(build_product, tiny_weights, tmp_path):
 
 
 def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_weights, tmp_path):
-    spec = SampleSpec(size=120)
-    product = build_product(size=120)
+    spec = SampleSpec(size=240)
+    product = build_product(size=240)
     whole = _run(product, tmp_path / "whole.tif", tiny_weights)
-    bbox = spec.wgs84_bbox(40.5, 50.5, 45.5, 55.5)  # a 50 m box: smaller than one 60 m pixel
+    bbox = spec.wgs84_bbox(100.5, 110.5, 105.5, 115.5)  # a 50 m box: smaller than one 60 m pixel
     part = _run(product, tmp_path / "part.tif", tiny_weights, aoi=bbox, clip_to_aoi=False)
     with rasterio.open(whole) as w, rasterio.open(part) as p:
         win = rasterio.windows.from_bounds(*p.bounds, transform=w.transform).round_offsets().round_lengths()
         assert p.shape[0] % 6 == 0 and p.shape[0] <= 18
         np.testing.assert_array_equal(p.read(), w.read(window=win))
+        # both adapted the x2 net on the product's fixed windows, to the same weights
+        (adapted_whole,), (adapted_part,) = (json.loads(ds.tags()["adaptation"]) for ds in (w, p))
+        assert adapted_whole["kept"] and adapted_whole == {**adapted_part, "seconds": adapted_whole["seconds"]}
+
+
+def test_tiled_output_equals_untiled_with_adaptation(build_product, tiny_weights, tmp_path):
+    product = build_product(size=240)
+    tiled = _run(product, tmp_path / "tiled.tif", tiny_weights, tile_size=48)
+    untiled = _run(product, tmp_path / "untiled.tif", tiny_weights, tile_size=240)
+    with rasterio.open(tiled) as t, rasterio.open(untiled) as u:
+        assert json.loads(t.tags()["adaptation"])[0]["kept"]
+        np.testing.assert_array_equal(t.read(), u.read())
+
+
+def test_no_adaptation_is_recorded_as_turned_off(build_product, tiny_weights, tmp_path):
+    product = build_product(size=240)
+    out = _run(product, tmp_path / "out.tif", tiny_weights, adapt_steps=0)
+    item = json.loads(out.with_suffix(".json").read_text())
+    assert item["properties"]["s2sr:adaptation"] == [
+        {"scale": 2, "steps": 0, "windows": 0, "kept": False, "reason": "turned off", "heldout_rmse_before": None,
+         "heldout_rmse_after": None, "train_pixels": 0, "heldout_pixels": 0, "seconds": 0.0}]
+    with pytest.raises(InputParametersError, match="adapt_steps must be a whole number"):
+        _run(product, tmp_path / "bad.tif", tiny_weights, adapt_steps=-5)
 
 
 def test_clip_to_polygon_masks_outside(build_product, tiny_weights, tmp_path):

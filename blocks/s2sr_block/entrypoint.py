@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from s2sr.adapt import Adaptation
 from s2sr.bands import output_bands
 from s2sr.errors import AoiError, NoOutputError, S2srError, StorageError, exit_code_for
 from s2sr.masks import companion_path
@@ -80,6 +81,7 @@ def run_block(
                     precision=params.precision,
                     sensor_model=params.sensor_model,
                     masks=params.masks,
+                    adapt_steps=params.adapt_steps,
                     warn=lambda message, label=label: log(f"{label}: {message}"),
                     progress=progress(label) if progress else None,
                     **extra,
@@ -101,6 +103,8 @@ def run_block(
                 write_quicklook(target, quicklooks[1], FALSE_COLOUR)  # what super-resolution adds
             reached("quicklooks written", target)
             stac_item = json.loads(stac.read_text())
+            for record in stac_item["properties"].get("s2sr:adaptation", []):
+                log(f"{label}: {Adaptation.from_dict(record).describe()}")
             mask_status = stac_item["properties"].get("s2sr:masks", {})
             if mask_status.get("status") == "unavailable":
                 log(f"{label}: no masks beside it: {mask_status['reason']}")

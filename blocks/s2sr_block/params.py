@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
+from s2sr.adapt import DEFAULT_ADAPT_STEPS, AdaptOptions
 from s2sr.aoi import geometry_from_bbox, geometry_from_geojson
 from s2sr.blur import CHOICES as SENSOR_MODELS
 from s2sr.blur import DEFAULT_SENSOR_MODEL
@@ -29,6 +30,7 @@ class BlockParameters:
     precision: str = DEFAULT_PRECISION  # what the nets compute in: auto (bfloat16 where native), float32, bfloat16
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate (per product), mtf, paper
     masks: bool = True  # the product's masks (SCL, cloud probability, cloud masks) beside each output
+    adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (0: off)
 
     @property
     def aoi(self) -> Any:
@@ -70,6 +72,8 @@ class BlockParameters:
         if "sensor_model" in raw and raw["sensor_model"] not in SENSOR_MODELS:
             raise InputParametersError(
                 f"sensor_model must be one of {', '.join(SENSOR_MODELS)}, got {raw['sensor_model']!r}")
+        if "adapt_steps" in raw:
+            AdaptOptions.parse(raw["adapt_steps"])
         given = [k for k in GEOMETRY_KEYS if k in raw]
         clip = raw.get("clip_to_aoi", cls.clip_to_aoi)
         if clip and len(given) != 1:

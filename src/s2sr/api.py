@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, prepare_nets
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
 from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
-from .inference import BandGroup, Nets, Reader, check_level, load_nets, superresolve_tile
+from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
 from .model import DEFAULT_PRECISION
 from .sensor import SensorModel
 from .tiling import Window, tile_grid
@@ -50,6 +50,7 @@ def superresolve(
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
     sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
+    adapt_steps: int = DEFAULT_ADAPT_STEPS,
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
@@ -62,14 +63,17 @@ def superresolve(
     (bfloat16 where that device runs it natively, else float32), ``float32`` or ``bfloat16``.
     ``sensor_model``: the blur every stage assumes, ``estimate`` (measured on these arrays,
     :mod:`s2sr.blur`), ``mtf`` (documented), ``paper`` (Lanaras et al.'s Wald kernel) or a
-    :class:`~s2sr.sensor.SensorModel`.
+    :class:`~s2sr.sensor.SensorModel`. ``adapt_steps``: steps the x2 net is fine-tuned on these arrays' own
+    bands one level down before it runs, kept only if it then fits held-back pixels better (0: off;
+    :mod:`s2sr.adapt`).
     """
     b10, b20 = np.asarray(b10), np.asarray(b20)
     b60 = None if b60 is None else np.asarray(b60)
     _check_shapes(b10, b20, b60)
     check_level(level)
+    options = AdaptOptions.parse(adapt_steps)
     nets = load_nets(level, b60 is not None, weights_dir, consistency, device, precision)
-    return superresolve_with(nets, b10, b20, b60, tile_size, sensor_model)
+    return superresolve_with(nets, b10, b20, b60, tile_size, sensor_model, options)
 
 
 def sensor_model_of(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None = None) -> SensorModel:
@@ -91,25 +95,16 @@ def _reader(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None):
     return read
 
 
-def prepare_nets(
-    nets: Nets, read: Reader, height: int, width: int, sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
-) -> Nets:
-    """The nets as one product (one date of a cube) runs them: what a run learns from the whole raster before
-    its first tile, today the sensor model measured on fixed windows of the raster (``read``: a window ->
-    its band groups). Called once per product or date, never per tile or chunk, so that tiled and chunked
-    output equal untiled output; the array API and :mod:`s2sr.cube` both go through here."""
-    return replace(nets, sensor=sensor_model_for(sensor_model, read, height, width))
-
-
 def superresolve_with(
     nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE,
-    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
+    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL, adapt: AdaptOptions | None = None,
 ) -> SuperResolved:
-    """The array path with nets already loaded (evaluation passes nets with other fusion settings)."""
+    """The array path with nets already loaded (evaluation passes nets with other fusion settings); ``adapt``
+    None: the default adaptation."""
     h, w = _check_shapes(b10, b20, b60)
     raster = Window(0, 0, h, w)
     read = _reader(b10, b20, b60)
-    nets = prepare_nets(nets, read, h, w, sensor_model)
+    nets = prepare_nets(nets, read, h, w, sensor_model, adapt or AdaptOptions())
     out20 = np.zeros((len(BANDS_20M), h, w), np.float32)
     out60 = None if b60 is None else np.zeros((len(BANDS_60M), h, w), np.float32)
     for tile in tile_grid(raster, tile_size):

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .adapt import DEFAULT_ADAPT_STEPS
 from .bands import output_bands
 from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
@@ -53,6 +54,7 @@ class BatchOptions:
     precision: str = DEFAULT_PRECISION  # what they compute in: auto, float32 or bfloat16
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
     masks: bool = True  # the product's masks beside each output (``masks``)
+    adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (``adapt``; 0: off)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
             precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
+            adapt_steps=options.adapt_steps,
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
                       warning="; ".join(warnings) or None)

@@ -57,9 +57,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sensor_model=args.sensor_model,
         masks=not args.no_masks,
         warn=_log,
+        adapt_steps=args.adapt_steps,
     )
+    _log_adaptation(out)
     print(out)
     return 0
+
+
+def _log_adaptation(output: Path) -> None:
+    """What run-time adaptation did, as its STAC Item beside the output records it (one line per net)."""
+    import json
+
+    from .adapt import Adaptation
+    from .stac_item import item_path
+
+    for record in json.loads(item_path(output).read_text())["properties"].get("s2sr:adaptation", []):
+        _log(Adaptation.from_dict(record).describe())
 
 
 def _searched(args: argparse.Namespace, aoi) -> list[str]:
@@ -103,7 +116,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
     options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
                            tile_size=args.tile_size, device=args.device, precision=args.precision,
-                           sensor_model=args.sensor_model, masks=not args.no_masks)
+                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -207,7 +220,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         scene_from_npz,
         scene_from_product,
     )
-    from .training.sources import all_scenes
+    from .training.sources import Scene, all_scenes
     from .training.train import SELECTION_SCENES, TEST_SCENES
 
     if args.product:
@@ -224,6 +237,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             scenes = [s for s in scenes if s.name in SELECTION_SCENES]
         elif split == "training":
             scenes = [s for s in scenes if s.name not in TEST_SCENES + SELECTION_SCENES]
+    scenes = [s for s in scenes if isinstance(s, Scene)]  # level-down scenes only train
     if not scenes:
         _log("error: no scenes to evaluate; install the training extras or give --product/--npz")
         return 3
@@ -245,6 +259,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_product_options(parser: argparse.ArgumentParser) -> None:
     """The AOI and band options that ``run`` and ``batch`` share (defaults from the pipeline)."""
+    from .adapt import DEFAULT_ADAPT_STEPS
     from .blur import CHOICES, DEFAULT_SENSOR_MODEL
     from .model import DEFAULT_PRECISION, DEVICES, PRECISIONS
     from .pipeline import DEFAULT_TILE_SIZE
@@ -265,6 +280,23 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensor-model", choices=CHOICES, default=DEFAULT_SENSOR_MODEL,
                         help=f"the blur the regression and the projection assume (default {DEFAULT_SENSOR_MODEL}: measured "
                              "once per product; mtf: the documented MTF; paper: Lanaras et al.'s kernel)")
+    adapt = parser.add_mutually_exclusive_group()
+    adapt.add_argument("--adapt-steps", type=_steps, default=DEFAULT_ADAPT_STEPS, metavar="N",
+                       help=f"fine-tune the x2 net N steps on the product's own bands before it runs, kept only if it "
+                            f"then fits held-back pixels of the product better (default {DEFAULT_ADAPT_STEPS})")
+    adapt.add_argument("--no-adapt", dest="adapt_steps", action="store_const", const=0,
+                       help="run the shipped nets as they are (--adapt-steps 0)")
+
+
+def _steps(text: str) -> int:
+    """``--adapt-steps``: a whole number of 0 or more (argparse makes the error a usage line, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more (0 turns adaptation off), got {text!r}")
+    return value
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,8 @@ Python users hold imagery as xarray objects, often Dask-backed and many dates of
 come in at their native grids (10, 20 and 60 m: one odc-stac ``load`` per resolution, stackstac arrays with
 a ``band`` dimension, or one Dataset whose groups sit on their own grids), are checked (ratios 1:2:6, one
 CRS, pixel edges that meet) and cropped to the whole 60 m pixels all groups cover; each date then goes
-through the same per-window functions as the array API: :func:`s2sr.api.prepare_nets` once per date (the
-sensor model, measured on fixed windows of the date's raster), then :func:`s2sr.inference.superresolve_tile`
+through the same per-window functions as the array API: :func:`s2sr.adapt.prepare_nets` once per date (the
+sensor model and the x2 net adapted to the date, both on fixed windows of the date's raster), then :func:`s2sr.inference.superresolve_tile`
 per chunk, each chunk read with the nets' context border. So a chunked result equals the eager one for the
 same reason tiled output equals untiled output.
 
@@ -36,7 +36,7 @@ try:
 except ImportError as exc:  # the optional extra
     raise ImportError(f"s2sr.cube needs the xarray extra ({exc.name} is missing): pip install 's2sr[xarray]'") from None
 
-from .api import prepare_nets
+from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, adapted_weights, prepare_nets, with_adapted_weights
 from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M, OUTPUT_BANDS, file_token
 from .blur import CHOICES as SENSOR_MODELS
 from .blur import DEFAULT_SENSOR_MODEL
@@ -111,12 +111,22 @@ class NetSpec:
 
 
 def date_state(nets: Nets, prepared: Nets) -> dict[str, Any]:
-    """What :func:`s2sr.api.prepare_nets` changed for a date, less the loaded nets: what a date's task hands to
-    its chunks' tasks (each chunk applies it to the nets its worker loaded)."""
-    if prepared.x2 is not nets.x2 or prepared.x6 is not nets.x6:
-        raise NotImplementedError("prepare_nets changed the nets themselves; s2sr.cube ships only the per-date state")
-    return {f.name: getattr(prepared, f.name) for f in fields(Nets)
-            if f.name not in ("x2", "x6") and getattr(prepared, f.name) is not getattr(nets, f.name)}
+    """What :func:`s2sr.adapt.prepare_nets` changed for a date: what a date's task hands to its chunks' tasks
+    (each chunk applies it to the nets its worker loaded, :func:`apply_state`). The nets travel as their
+    adapted weights only where adaptation kept them."""
+    if prepared.x6 is not nets.x6:
+        raise NotImplementedError("prepare_nets changed the x6 net; s2sr.cube ships only the x2 net's adapted weights")
+    state = {f.name: getattr(prepared, f.name) for f in fields(Nets)
+             if f.name not in ("x2", "x6") and getattr(prepared, f.name) is not getattr(nets, f.name)}
+    state["x2_weights"] = adapted_weights(prepared)
+    return state
+
+
+def apply_state(nets: Nets, state: dict[str, Any]) -> Nets:
+    """A worker's shipped ``nets`` as its date prepared them (:func:`date_state`)."""
+    state = dict(state)
+    weights = state.pop("x2_weights", None)
+    return with_adapted_weights(replace(nets, **state), weights)
 
 
 # ---------------------------------------------------------------------------------------------------- grids
@@ -384,8 +394,8 @@ def _check_dn(g10: BandGroup) -> None:
                                    "stackstac.stack(..., rescale=False) or multiply it by 10000")
 
 
-def _prepare_date(spec: NetSpec, sensor_model: str | SensorModel, raster: Window, windows: Sequence[Window],
-                  offset: float, *arrays: np.ndarray | None) -> dict[str, Any]:
+def _prepare_date(spec: NetSpec, sensor_model: str | SensorModel, adapt: AdaptOptions, raster: Window,
+                  windows: Sequence[Window], offset: float, *arrays: np.ndarray | None) -> dict[str, Any]:
     """One date's task: the nets' per-date state (``prepare_nets``), from its estimation windows' groups."""
     nets = spec.load()
     per_window = {w: arrays[3 * i: 3 * i + 3] for i, w in enumerate(windows)}
@@ -393,7 +403,7 @@ def _prepare_date(spec: NetSpec, sensor_model: str | SensorModel, raster: Window
     def read(window: Window):
         return _reader(window, per_window[window], offset)(window)
 
-    return date_state(nets, prepare_nets(nets, read, raster.height, raster.width, sensor_model))
+    return date_state(nets, prepare_nets(nets, read, raster.height, raster.width, sensor_model, adapt))
 
 
 def _chunk(nets: Nets, read, raster: Window, tile: Window, with_60m: bool) -> np.ndarray:
@@ -410,7 +420,7 @@ def _chunk_task(spec: NetSpec, state: dict[str, Any], raster: Window, tile: Wind
                 offset: float, a10: np.ndarray, a20: np.ndarray, a60: np.ndarray | None) -> np.ndarray:
     """One chunk's task: the worker's nets (loaded once per process) with its date's state, on the chunk read
     with the widest border; the date's own border is what it uses, never wider than what was read."""
-    nets = replace(spec.load(), **state)
+    nets = apply_state(spec.load(), state)
     if nets.border > border:
         raise InputParametersError(f"the sensor model needs a context border of {nets.border} px, more than the "
                                    f"{border} px read; give blurs within s2sr.sensor.MAX_SIGMA")
@@ -421,6 +431,11 @@ def _sigmas(state: dict[str, Any], with_60m: bool) -> np.ndarray:
     """The sensor model of a date as one sigma (10 m pixels) per output band, NaN for the 10 m bands."""
     sensor: SensorModel = state["sensor"]
     return np.array([sensor.kernel(b).sigma if b in FACTOR else np.nan for b in output_bands(with_60m)])
+
+
+def _adapted(state: dict[str, Any]) -> np.ndarray:
+    """Whether a date's x2 net ran adapted (its adapted weights kept), as a 0-d array."""
+    return np.array(state.get("x2_weights") is not None)
 
 
 def output_bands(with_60m: bool) -> tuple[str, ...]:
@@ -442,6 +457,7 @@ def superresolve_cube(
     consistency: bool = True,
     device: str = "auto",
     precision: str = DEFAULT_PRECISION,
+    adapt_steps: int = DEFAULT_ADAPT_STEPS,
 ) -> xr.DataArray:
     """Super-resolve a Sentinel-2 cube to 10 m: a DataArray (time, band, y, x), bands B1 ... B12 (no B10).
 
@@ -456,15 +472,18 @@ def superresolve_cube(
     ``chunk_size``: 10 m pixels a side of each output chunk (a multiple of 6); a chunk is read with the nets'
     context border, so memory goes with it. A Dask-backed cube gives a Dask-backed result, computed when
     asked; a NumPy-backed one is computed now. ``level``, ``sensor_model``, ``weights_dir``, ``consistency``,
-    ``device``, ``precision``: as :func:`s2sr.superresolve`.
+    ``device``, ``precision``, ``adapt_steps``: as :func:`s2sr.superresolve` (adaptation, like the sensor
+    model, once per date on its fixed windows).
 
     The result has the 10 m grid's coordinates and CRS (rioxarray: ``.rio.crs``, ``.rio.transform()``), the
     cropping to whole 60 m pixels every group covers, float32 reflectance x 10000, ``_FillValue`` 0 where any
     input band lacks data; the coordinate ``sensor_sigma`` (time, band) holds each date's sensor model (the
     blur of each super-resolved band in 10 m pixels, NaN for the 10 m bands) and the attribute
-    ``sensor_model`` how it was chosen.
+    ``sensor_model`` how it was chosen; the coordinate ``adapted`` (time) says whether the date's x2 net ran
+    adapted to it (:mod:`s2sr.adapt`: kept only where it fitted the date's held-back pixels better).
     """
     check_level(level)
+    adapt = AdaptOptions.parse(adapt_steps)
     if not isinstance(sensor_model, SensorModel) and sensor_model not in SENSOR_MODELS:
         raise InputParametersError(f"sensor_model must be one of {', '.join(SENSOR_MODELS)} or a SensorModel, got {sensor_model!r}")
     if not isinstance(chunk_size, int) or chunk_size <= 0 or chunk_size % ALIGN:
@@ -493,10 +512,10 @@ def superresolve_cube(
     spec = NetSpec(level, with_60m, weights_dir, consistency, device, precision)
     raster = Window(0, 0, layout.height, layout.width)
     if lazy:
-        data, sigmas = _lazy(spec, stacks, raster, offsets, sensor_model, chunk_size)
+        data, sigmas, adapted = _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size)
     else:
-        data, sigmas = _eager(spec, stacks, raster, offsets, sensor_model, chunk_size)
-    return _wrap(data, sigmas, reference, layout, times, ydim, xdim, with_60m, sensor_model, level)
+        data, sigmas, adapted = _eager(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size)
+    return _wrap(data, sigmas, adapted, reference, layout, times, ydim, xdim, with_60m, sensor_model, level)
 
 
 def _times(bands: dict[str, xr.DataArray]) -> np.ndarray | None:
@@ -533,23 +552,25 @@ def _stack(arrays: list[xr.DataArray], layout: Layout, factor: int, has_time: bo
     return np.stack([np.asarray(p) for p in parts], axis=1)
 
 
-def _eager(spec, stacks, raster, offsets, sensor_model, chunk_size):
+def _eager(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size):
     """NumPy in, NumPy out: per date, prepare the nets once, then every chunk, in this process."""
     base = spec.load()
     n_out = len(output_bands(spec.with_60m))
     out = np.zeros((len(offsets), n_out, raster.height, raster.width), np.float32)
-    sigmas = []
+    sigmas, adapted = [], []
     for t, offset in enumerate(offsets):
         read = _reader(raster, [stacks[f][t] if f in stacks else None for f in (1, 2, 6)], offset)
-        nets = prepare_nets(base, read, raster.height, raster.width, sensor_model)
-        sigmas.append(_sigmas(date_state(base, nets), spec.with_60m))
+        nets = prepare_nets(base, read, raster.height, raster.width, sensor_model, adapt)
+        state = date_state(base, nets)
+        sigmas.append(_sigmas(state, spec.with_60m))
+        adapted.append(_adapted(state))
         for tile in tile_grid(raster, chunk_size):
             rows, cols = tile.slices()
             out[t, :, rows, cols] = _chunk(nets, read, raster, tile, spec.with_60m)
-    return out, np.stack(sigmas)
+    return out, np.stack(sigmas), np.stack(adapted)
 
 
-def _lazy(spec, stacks, raster, offsets, sensor_model, chunk_size):
+def _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size):
     """Dask in, Dask out: one task per date prepares the nets' state, one task per chunk depends on it."""
     import dask
     import dask.array as da
@@ -558,12 +579,13 @@ def _lazy(spec, stacks, raster, offsets, sensor_model, chunk_size):
 
     border = spec.widest_border()
     n_out = len(output_bands(spec.with_60m))
-    windows = estimation_windows(raster.height, raster.width) if sensor_model == "estimate" else []
+    needs_windows = sensor_model == "estimate" or adapt.steps > 0
+    windows = estimation_windows(raster.height, raster.width) if needs_windows else []
     tiles = list(tile_grid(raster, chunk_size))
     n_rows = len({t.row for t in tiles})
     prepare = dask.delayed(_prepare_date, pure=True)
     run = dask.delayed(_chunk_task, pure=True)
-    dates, sigmas = [], []
+    dates, sigmas, adapted = [], [], []
 
     def groups(t: int, window: Window):
         return [stacks[f][t, :, window.scaled(f).row:window.scaled(f).row_stop, window.scaled(f).col:window.scaled(f).col_stop]
@@ -571,8 +593,9 @@ def _lazy(spec, stacks, raster, offsets, sensor_model, chunk_size):
 
     for t, offset in enumerate(offsets):
         arrays = [a for w in windows for a in groups(t, w)]
-        state = prepare(spec, sensor_model, raster, windows, offset, *arrays)
+        state = prepare(spec, sensor_model, adapt, raster, windows, offset, *arrays)
         sigmas.append(da.from_delayed(dask.delayed(_sigmas, pure=True)(state, spec.with_60m), (n_out,), np.float64))
+        adapted.append(da.from_delayed(dask.delayed(_adapted, pure=True)(state), (), bool))
         blocks = []
         for tile in tiles:
             fetched = tile.grow(border).intersection(raster)
@@ -580,10 +603,10 @@ def _lazy(spec, stacks, raster, offsets, sensor_model, chunk_size):
             blocks.append(da.from_delayed(chunk, (n_out, tile.height, tile.width), np.float32))
         per_row = len(blocks) // n_rows
         dates.append(da.block([blocks[i * per_row:(i + 1) * per_row] for i in range(n_rows)]))
-    return da.stack(dates), da.stack(sigmas)
+    return da.stack(dates), da.stack(sigmas), da.stack(adapted)
 
 
-def _wrap(data, sigmas, reference: xr.DataArray, layout: Layout, times, ydim, xdim, with_60m, sensor_model, level):
+def _wrap(data, sigmas, adapted, reference: xr.DataArray, layout: Layout, times, ydim, xdim, with_60m, sensor_model, level):
     """The result as a georeferenced DataArray on the 10 m grid (rioxarray conventions)."""
     from affine import Affine
 
@@ -599,16 +622,17 @@ def _wrap(data, sigmas, reference: xr.DataArray, layout: Layout, times, ydim, xd
     coords: dict[str, Any] = {"band": names, ydim: ys, xdim: xs}
     dims: tuple[str, ...] = ("band", ydim, xdim)
     sigma_dims: tuple[str, ...] = ("band",)
+    date_dims: tuple[str, ...] = ()
     if times is None:
-        data, sigmas = data[0], sigmas[0]
+        data, sigmas, adapted = data[0], sigmas[0], adapted[0]
     else:
-        dims, sigma_dims = ("time", *dims), ("time", "band")
+        dims, sigma_dims, date_dims = ("time", *dims), ("time", "band"), ("time",)
         coords["time"] = times
         for name, coord in reference.coords.items():  # per-date labels (stackstac: id, eo:cloud_cover, ...)
             if coord.dims == ("time",) and name != "time":
                 coords[name] = coord
     out = xr.DataArray(data, coords=coords, dims=dims, name="superresolved")
-    out = out.assign_coords(sensor_sigma=(sigma_dims, sigmas))
+    out = out.assign_coords(sensor_sigma=(sigma_dims, sigmas), adapted=(date_dims, adapted))
     out = out.rio.set_spatial_dims(x_dim=xdim, y_dim=ydim, inplace=False)
     if fine.crs is not None:
         out = out.rio.write_crs(fine.crs)

@@ -138,6 +138,7 @@ class Nets:
     overrides: tuple[tuple[int, Fusion], ...] = ()  # (scale, Fusion) replacing the manifests' (evaluation)
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # for the numpy stages, per band
     sensor: SensorModel = field(default_factory=SensorModel.paper)  # the blur every degrading stage assumes
+    adaptation: tuple = ()  # what run-time adaptation did to these nets (``adapt.Adaptation`` per net)
 
     def fusion(self, scale: int) -> Fusion:
         """The manifest's fusion for a scale (or an override), the projection dropped without consistency."""

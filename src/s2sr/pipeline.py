@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
+from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, prepare_nets
 from .aoi import Aoi, aoi_window, inside_mask, to_crs
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
-from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
+from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError, NoOutputError
 from .footprint import written_footprint
 from .inference import Nets, WindowResult, load_nets, read_tile, superresolve_groups
@@ -67,6 +67,7 @@ def superresolve_product(
     sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
     masks: bool = True,
     warn: Callable[[str], None] | None = None,
+    adapt_steps: int = DEFAULT_ADAPT_STEPS,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
@@ -86,8 +87,12 @@ def superresolve_product(
     With ``masks`` the product's own masks (L2A SCL and cloud probability, L1C cloud masks) are written beside
     the output on its grid, ``out_masks.tif`` (:mod:`s2sr.masks`); a mask file that is corrupt or does not fit
     leaves the bands written, calls ``warn`` with one line and is recorded in the STAC Item.
+    ``adapt_steps``: steps the x2 net is fine-tuned on the product's own bands one level down before the
+    tiles, on the same fixed windows (so an AOI run still equals a whole-product run), kept only if it then
+    fits held-back pixels of the product better (0: off; :mod:`s2sr.adapt`); recorded in the tags and the Item.
     """
     output = _checked_arguments(Path(output), tile_size, threads)
+    adapt = AdaptOptions.parse(adapt_steps)
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
@@ -105,8 +110,8 @@ def superresolve_product(
         companion = MaskCompanion.start(located, Grid(reader.crs, reader.transform, reader.height, reader.width), area,
                                         output, enabled=masks, warn=warn)
         _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)) + companion.staging_bytes, stac_item)
-        with times.timing("sensor model"):  # once per product, on fixed windows: the same for any AOI or tile size
-            nets = replace(nets, sensor=sensor_model_for(sensor_model, reader.read, reader.height, reader.width))
+        # once per product, on fixed windows: the same for any AOI or tile size
+        nets = prepare_nets(nets, reader.read, reader.height, reader.width, sensor_model, adapt, times)
         from affine import Affine
 
         with CogWriter(
@@ -174,6 +179,7 @@ def _output_tags(located: Product, nets: Nets) -> dict[str, str]:
         "weights": ", ".join(n.manifest.name for n in (nets.x2, nets.x6) if n is not None),
         "reflectance": "DN x 0.0001 (offsets of baseline 04.00+ removed)",
         "sensor_model": json.dumps(nets.sensor.to_dict()),
+        "adaptation": json.dumps([a.to_dict() for a in nets.adaptation]),
     }
 
 

