@@ -47,6 +47,7 @@ def test_run_adapts_the_x2_net_as_asked_and_says_what_it_did(build_product, tmp_
         (record,) = json.loads(ds.tags()["adaptation"])
     assert record["steps"] == 3 and record["heldout_rmse_before"] > 0
     assert any(line.startswith("s2sr: x2 net ") and "held-back RMSE" in line for line in proc.stderr.splitlines())
+    assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []  # no TensorFlow line
     proc = _s2sr("run", product, tmp_path / "n.tif", "--no-adapt", "--device", "cpu", "--precision", "float32")
     assert proc.returncode == 0 and "s2sr: x2 net not adapted: turned off" in proc.stderr
     proc = _s2sr("run", product, tmp_path / "b.tif", "--adapt-steps", -3)
@@ -80,8 +81,8 @@ def test_evaluate_on_an_array_stack_and_a_product(build_product, tiny_weights, t
     proc = _s2sr("evaluate", "--npz", npz, "--weights-dir", tiny_weights)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "| stack |" in line]
-    assert len(rows) == 12 and "| x2 | bicubic |" in rows[0] and "| x6 | s2sr |" in rows[11]  # both kernels
-    assert rows[0].startswith("| paper |") and rows[11].startswith("| sensor |")
+    assert len(rows) == 16 and "| x2 | bicubic |" in rows[0] and "| x6 | s2sr |" in rows[15]  # 4 methods, both kernels
+    assert "| x2 | s2sr, no adaptation |" in rows[2] and rows[0].startswith("| paper |") and rows[15].startswith("| sensor |")
     assert "| pooled over 1 L2A scenes | L2A | x2 | s2sr |" in proc.stdout
     proc = _s2sr("evaluate", "--product", build_product(size=216), "--scale", "2", "--weights-dir", tiny_weights)
     assert proc.returncode == 0, proc.stderr

@@ -79,3 +79,20 @@ def test_blur_training_fine_tunes_and_validates_under_both_kernels(tmp_path):
                                  "init": tmp_path / "run" / "best"}), scenes)
     assert "blur augmentation" in tuned.training["method"] and "fine-tuned" in tuned.training["method"]
     assert base.training["validation_rmse_ratio_pooled"] > 0
+
+
+def test_a_products_r60m_bands_are_x6_pairs_one_level_down(shared_data):
+    """The real L2A product's full-tile 60 m bands: B8A stands in for B8, its offset removed, clouds and nodata
+    left out by its scene classification; the pair's target is its real B1 and B9."""
+    from s2sr.training.sources import CLEAR_SCL, r60m_scene
+
+    product = next(shared_data.glob("S2A_MSIL2A_*_T29UNU_*.SAFE"))
+    (scene,) = r60m_scene(product)
+    assert scene.fine.shape == (4, 1830, 1830) and scene.mid.shape == (6, 1830, 1830) and scene.coarse.shape == (2, 1830, 1830)
+    assert 0.15 < scene.usable.mean() < 0.35  # 40 % outside the swath, a third cloud (SCL 8 - 10)
+    assert 0 < np.median(scene.fine[0][scene.usable]) < 1500  # B2 over clear land and sea, the -1000 DN offset removed
+    pair = wald_pair(scene, 6, protocol_blur(6, "sensor"))
+    assert [a.shape for a in pair.inputs] == [(4, 1830, 1830), (6, 1830, 1830), (2, 1830, 1830)]
+    np.testing.assert_array_equal(pair.target, scene.coarse) and np.testing.assert_array_equal(pair.inputs[0], scene.fine)
+    assert pair.usable is scene.usable or np.array_equal(pair.usable, scene.usable)
+    assert wald_pair(scene, 2) is None and 8 not in CLEAR_SCL

@@ -182,6 +182,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         shared = Path(args.shared_data) if Path(args.shared_data).is_dir() else None
         scenes = all_scenes(shared)
+    scenes = [s for s in scenes if s.name not in set(args.exclude or ())]
     _log(f"{len(scenes)} real scenes: {', '.join(s.name for s in scenes)}")
     cfg = TrainConfig(
         scale=args.scale,
@@ -245,7 +246,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.choose_fusion:
         from .model import default_weights_dir
 
-        chosen = choose_fusion(scenes, weights_dir or default_weights_dir(), _log)
+        chosen = choose_fusion(scenes, weights_dir or default_weights_dir(), _log, tuple(args.scale))
         _log("chose " + ", ".join(f"x{s}: net weight {f.net_weight}, {f.projection_steps} projection step" for s, f in chosen.items()))
         return 0
     from .model import compute_device
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--blur", action="store_true", help="per-band blur augmentation, validated under both kernels")
     train.add_argument("--init", metavar="WEIGHTS_DIR", help="fine-tune the weights in this folder instead of starting at bicubic")
     train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
+    train.add_argument("--exclude", nargs="+", metavar="SCENE", help="leave these scenes out (names as the first log line gives them)")
 
     ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the run path against bicubic")
     ev.add_argument("--scale", type=int, nargs="+", choices=(2, 6), default=[2, 6])

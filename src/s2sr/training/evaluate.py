@@ -30,7 +30,7 @@ from .wald import degrade_group, protocol_blur
 
 METRICS = ("rmse", "sre", "sam", "uiq", "ergas")
 MIN_X6_SIDE = 400
-NET_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+NET_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 1.0)
 #: The product runs both DSen2 nets: at x6 a weight of 0 (no net) is measured and reported, not chosen.
 MIN_CHOSEN_WEIGHT = {2: 0.0, 6: 0.1}
 
@@ -183,12 +183,13 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], None] = lambda s: None) -> dict[int, Fusion]:
+def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], None] = lambda s: None,
+                  scales: tuple[int, ...] = (2, 6)) -> dict[int, Fusion]:
     """Per scale, the net weight with the lowest pooled RMSE ratio on ``scenes`` (the selection split, never the
     test split), averaged over both degradation kernels (a weight tuned to one kernel is not chosen), projection
     on; written into the manifests in ``weights_dir``."""
     chosen = {}
-    for scale in (2, 6):
+    for scale in scales:
         candidates = [Method(f"w{w}", ((scale, Fusion(w, 1)),)) for w in NET_WEIGHTS]
         rows = evaluate_scenes(scenes, (scale,), weights_dir, (BICUBIC, *candidates))
         everything = [replace(r, level="selection") for r in rows]
@@ -205,6 +206,7 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
         raw = json.loads(path.read_text())
         raw["fusion"] = {**chosen[scale].to_dict(), "chosen_on": sorted({s.name for s in scenes}),
                          "kernels": list(PROTOCOLS),
+                         "adaptation": {"steps": AdaptOptions().steps, "learning_rate": AdaptOptions().learning_rate},
                          "pooled_ratio_by_net_weight": {k: {n[1:]: round(v, 4) for n, v in by_kernel[k].items()} for k in PROTOCOLS}}
         path.write_text(json.dumps(raw, indent=2) + "\n")
     return chosen
