@@ -2,8 +2,8 @@
 
 Runs one production-size tile (996 px core + border) through every stage of inference and reports each
 stage's seconds per Mpx of output (nodata fill and upsampling, the nets, the regression, the projection,
-DN conversion), then the whole tile through the library, peak resident memory, and the projected time of a
-whole 10980 x 10980 product; then the full pipeline on a 600 px synthetic product (JP2 read, COG write).
+DN conversion) and each net's seconds per tile (the x2 and x6 nets alternated), then the whole tile through
+the library, peak resident memory, and the projected time of a whole 10980 x 10980 product; then the full pipeline on a 600 px synthetic product (JP2 read, COG write).
 The nets run in the default precision (``auto``: bfloat16 where the CPU runs it natively); the one-tile run
 (each precision in a fresh process, for its own peak memory) and the nets' seconds per Mpx (the two
 precisions alternated in one process) are also shown for float32 against auto.
@@ -135,6 +135,34 @@ def stage_costs(nets, tile: int) -> tuple[dict[str, dict[str, float]], np.ndarra
     return costs, dn_block
 
 
+def net_split(nets, tile: int, rounds: int = 3) -> dict[int, float]:
+    """Each net's seconds on the inputs one production tile gives it (the tile plus border less its crop), the
+    two alternated, best of ``rounds``: what each net costs a product, tile by tile."""
+    from s2sr.inference import net_crop
+    from s2sr.model import run_net
+
+    rng = np.random.default_rng(0)
+    side = tile + 2 * nets.border
+    work = {}
+    for scale, net in ((2, nets.x2), (6, nets.x6)):
+        n = side - 2 * net_crop(scale, net, nets.fusion(scale), nets.border)
+        work[scale] = (net, [rng.uniform(500, 3000, (len(bands), n, n)).astype(np.float32)
+                             for bands in net.manifest.input_bands.values()])
+        run_net(*work[scale])  # warm start
+    best = {scale: float("inf") for scale in work}
+    for _ in range(rounds):
+        for scale, (net, inputs) in work.items():
+            start = time.perf_counter()
+            run_net(net, inputs)
+            best[scale] = min(best[scale], time.perf_counter() - start)
+    total = sum(best.values())
+    for scale, (net, inputs) in work.items():
+        arch = net.manifest.architecture
+        print(f"  x{scale} net ({arch.features} features, {arch.blocks} blocks) on {inputs[0].shape[-1]} px: "
+              f"{best[scale]:.2f} s per tile, {best[scale] / total:.0%} of the nets' time (best of {rounds}, alternated)")
+    return best
+
+
 def cog_write_cost(block: np.ndarray, repeat: int = 4) -> float:
     """Seconds per Mpx of writing a COG (staging writes, own first overview, finish) of ``repeat`` x ``repeat``
     tiles of ``block`` (a tile's DN output, so it compresses like real output), through the library's writer."""
@@ -169,11 +197,10 @@ def main() -> int:
     from s2sr.model import compute_device
 
     nets = load_nets("L2A", True)
-    arch = nets.x2.manifest.architecture
     tile = DEFAULT_TILE_SIZE
     side = tile + 2 * nets.border
     tiles_per_product = (-(-10980 // tile)) ** 2
-    print(f"nets: {arch.features} features, {arch.blocks} blocks; tile {tile} px + {nets.border} px border; "
+    print(f"nets: {', '.join(f'x{n.manifest.scale} {n.manifest.architecture.features} features, {n.manifest.architecture.blocks} blocks' for n in (nets.x2, nets.x6))}; tile {tile} px + {nets.border} px border; "
           f"{compute_device()}")
     for precision in ("float32", "auto"):
         child = subprocess.run([sys.executable, __file__, "--one-tile", precision], check=True, stdout=subprocess.PIPE, text=True)
@@ -184,6 +211,7 @@ def main() -> int:
               f"about {seconds * tiles_per_product / 60:.0f} min here; peak resident memory {run['peak_rss_gib']:.2f} GiB")
     precision_costs(tile)
     costs, dn_block = stage_costs(nets, tile)
+    net_split(nets, tile)
     cog_per_mpx = cog_write_cost(dn_block)
 
     from s2sr.runner import StageTimes

@@ -2,9 +2,11 @@ import json
 
 import numpy as np
 
+from s2sr.pairs import GAIN_RANGE
 from s2sr.resample import block_mean, degrade
 from s2sr.sample import SampleSpec, _reflectance
 from s2sr.training import metrics
+from s2sr.training.evaluate import pick_net_weight
 from s2sr.training.sources import make_scene
 from s2sr.training.train import TrainConfig, train
 from s2sr.training.wald import BLUR_RANGE, draw_blur, protocol_blur, sample_patches, wald_pair
@@ -32,6 +34,22 @@ def test_wald_pairs_and_patches():
     assert wald_pair(_scene("small", 96), 6) is None
     xs, y = sample_patches([p2], 5, 24, np.random.default_rng(0))
     assert [x.shape for x in xs] == [(5, 24, 24, 4), (5, 24, 24, 6)] and y.shape == (5, 24, 24, 6)
+
+
+def test_gain_augmentation_scales_each_band_and_its_target_alike():
+    pair = wald_pair(_scene("a"), 2)
+    drawn = []
+    for seed in range(20):  # one patch a call: the gains are drawn after its corner and flips, so it is the same patch
+        plain_x, plain_y = sample_patches([pair], 1, 24, np.random.default_rng(seed))
+        xs, y = sample_patches([pair], 1, 24, np.random.default_rng(seed), gains=True)
+        factor_in, factor_out = xs[-1] / plain_x[-1], y / plain_y
+        assert np.allclose(factor_in, factor_in[:, :1, :1], rtol=1e-5)  # one factor per band
+        assert np.allclose(factor_in, factor_out, rtol=1e-5)  # the target band's truth scaled as its input
+        assert np.allclose(xs[0] / plain_x[0], (xs[0] / plain_x[0])[:, :1, :1], rtol=1e-5)
+        drawn.append(factor_in[0, 0, 0])
+    drawn = np.array(drawn)
+    assert GAIN_RANGE[0] <= drawn.min() and drawn.max() <= GAIN_RANGE[1] and drawn.std() > 0.05
+    assert not np.allclose(drawn[:, 0], drawn[:, 1])  # each band its own
 
 
 def test_metrics_of_a_perfect_and_a_biased_prediction():
@@ -96,3 +114,17 @@ def test_a_products_r60m_bands_are_x6_pairs_one_level_down(shared_data):
     np.testing.assert_array_equal(pair.target, scene.coarse) and np.testing.assert_array_equal(pair.inputs[0], scene.fine)
     assert pair.usable is scene.usable or np.array_equal(pair.usable, scene.usable)
     assert wald_pair(scene, 2) is None and 8 not in CLEAR_SCL
+
+
+def test_pick_net_weight_takes_the_best_mean_that_no_kernel_pays_for():
+    ratios = {"paper": {0.0: 0.30, 0.1: 0.29, 0.5: 0.31}, "sensor": {0.0: 0.35, 0.1: 0.34, 0.5: 0.30}}
+    # 0.5 has the best mean (0.305) but is worse than the regression alone under the paper kernel
+    assert pick_net_weight(ratios) == 0.1
+
+
+def test_pick_net_weight_honours_the_floor_and_falls_back_to_the_least_weight():
+    ratios = {"paper": {0.0: 0.30, 0.1: 0.32, 0.25: 0.31}, "sensor": {0.0: 0.35, 0.1: 0.33, 0.25: 0.36}}
+    assert pick_net_weight(ratios) == 0.0  # no net weight is safe under both kernels
+    assert pick_net_weight(ratios, floor=0.1) == 0.1  # the net must run: at the least weight allowed
+    ties = {"paper": {0.0: 0.3, 0.1: 0.3, 0.25: 0.3}, "sensor": {0.0: 0.3, 0.1: 0.3, 0.25: 0.3}}
+    assert pick_net_weight(ties, floor=0.1) == 0.1

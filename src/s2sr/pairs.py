@@ -62,6 +62,8 @@ def bicubic_baseline(pair: WaldPair) -> np.ndarray:
 
 #: Range of the additive offset (DN) drawn per band and patch by ``sample_patches(..., offsets=True)``.
 OFFSET_RANGE = (-300.0, 1200.0)
+#: Range of the factor drawn per band and patch, log-uniform, by ``sample_patches(..., gains=True)``.
+GAIN_RANGE = (0.8, 1.25)
 
 
 def patch_origins(pair: WaldPair, size: int, rows: int | None = None) -> np.ndarray:
@@ -81,7 +83,7 @@ def patch_origins(pair: WaldPair, size: int, rows: int | None = None) -> np.ndar
 
 def sample_patches(
     pairs: list[WaldPair], count: int, size: int, rng: np.random.Generator, offsets: bool = False,
-    origins: list[np.ndarray] | None = None,
+    origins: list[np.ndarray] | None = None, gains: bool = False,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """``count`` random patches (channels-last, flips and 90 degree rotations), pairs drawn by sqrt(area).
 
@@ -89,7 +91,10 @@ def sample_patches(
     they fit. With ``offsets`` every band of a patch is shifted by its own random offset (the target bands
     by the same one in input and target): top-of-atmosphere (L1C) and surface (L2A) reflectance differ
     mostly by such a path-radiance offset, strongest in B1, so a net trained this way cannot key on
-    absolute levels.
+    absolute levels. With ``gains`` every band is first scaled by its own factor (log-uniform in
+    ``GAIN_RANGE``, the target bands by the same one in input and target): how bright B9 is beside B8A
+    (water vapour) or B1 beside B2 (aerosol) changes from scene to scene, so a net trained this way must
+    read each band's level from its own input instead of the training scenes' typical ratios.
     """
     if origins is None:
         usable = [p for p in pairs if min(p.size) >= size]
@@ -119,7 +124,10 @@ def sample_patches(
         shifts = [np.zeros((1, 1, a.shape[0]), np.float32) for a in pair.inputs]
         if offsets:
             shifts = [rng.uniform(*OFFSET_RANGE, (1, 1, a.shape[0])).astype(np.float32) for a in pair.inputs]
+        factors = [np.ones((1, 1, a.shape[0]), np.float32) for a in pair.inputs]
+        if gains:
+            factors = [np.exp(rng.uniform(*np.log(GAIN_RANGE), (1, 1, a.shape[0]))).astype(np.float32) for a in pair.inputs]
         for j, a in enumerate(pair.inputs):
-            xs[j].append(aug(a) + shifts[j])
-        ys.append(aug(pair.target) + shifts[-1])  # the last input is the target bands, upsampled
+            xs[j].append(aug(a) * factors[j] + shifts[j])
+        ys.append(aug(pair.target) * factors[-1] + shifts[-1])  # the last input is the target bands, upsampled
     return [np.stack(x).astype(np.float32) for x in xs], np.stack(ys).astype(np.float32)

@@ -183,11 +183,26 @@ def markdown(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def pick_net_weight(ratios: dict[str, dict[float, float]], floor: float = 0.0) -> float:
+    """The net weight (at least ``floor``) with the lowest mean ratio over the kernels, among the weights that
+    are no worse than the regression alone (weight 0) under any kernel; if none is, the least weight allowed.
+
+    ``ratios``: per kernel, pooled ratio by net weight, 0 included. A net whose share makes one kernel worse
+    than the regression alone is not bought with a gain under the other.
+    """
+    allowed = sorted(w for w in next(iter(ratios.values())) if w >= floor)
+    safe = [w for w in allowed if all(by_weight[w] <= by_weight[0.0] for by_weight in ratios.values())]
+    if not safe:
+        return allowed[0]
+    return min(safe, key=lambda w: (float(np.mean([by_weight[w] for by_weight in ratios.values()])), w))
+
+
 def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], None] = lambda s: None,
                   scales: tuple[int, ...] = (2, 6)) -> dict[int, Fusion]:
     """Per scale, the net weight with the lowest pooled RMSE ratio on ``scenes`` (the selection split, never the
-    test split), averaged over both degradation kernels (a weight tuned to one kernel is not chosen), projection
-    on; written into the manifests in ``weights_dir``."""
+    test split), averaged over both degradation kernels (a weight tuned to one kernel is not chosen) and no
+    worse than the regression alone under either (:func:`pick_net_weight`), projection on; written into the
+    manifests in ``weights_dir``."""
     chosen = {}
     for scale in scales:
         candidates = [Method(f"w{w}", ((scale, Fusion(w, 1)),)) for w in NET_WEIGHTS]
@@ -197,9 +212,9 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
         if not pooled:
             raise ValueError(f"x{scale}: no selection scene is large enough")
         by_kernel = {k: {m.name: pooled[(k, m.name)] / pooled[(k, BICUBIC.name)] for m in candidates} for k in PROTOCOLS}
-        scores = {m.name: float(np.mean([by_kernel[k][m.name] for k in PROTOCOLS])) for m in candidates}
-        best = min((m for m in candidates if m.overrides[0][1].net_weight >= MIN_CHOSEN_WEIGHT[scale]), key=lambda m: scores[m.name])
-        chosen[scale] = best.overrides[0][1]
+        weight = pick_net_weight({k: {m.overrides[0][1].net_weight: by_kernel[k][m.name] for m in candidates}
+                                  for k in PROTOCOLS}, MIN_CHOSEN_WEIGHT[scale])
+        chosen[scale] = Fusion(weight, 1)
         for k in PROTOCOLS:
             log(f"x{scale}, {k} kernel: pooled ratio by net weight " + ", ".join(f"{n[1:]}: {v:.3f}" for n, v in by_kernel[k].items()))
         path = weights_dir / f"dsen2_x{scale}.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import Architecture, WeightsManifest, build_dsen2, expected_bands, save_weights
-from ..pairs import patch_origins
+from ..pairs import GAIN_RANGE, patch_origins
 from ..sensor import PROTOCOLS
 from .sources import Scene
 from .wald import BLUR_RANGE, WaldPair, bicubic_baseline, draw_blur, protocol_blur, sample_patches, wald_pair
@@ -63,6 +63,7 @@ class TrainConfig:
     minutes: float | None = None
     patience: int = 10
     offsets: bool = True  # per-band offset augmentation (wald.sample_patches): L1C and L2A alike
+    gains: bool = False  # per-band gain augmentation (pairs.sample_patches): scenes' band ratios differ
     blur: bool = False  # blur augmentation (wald.draw_blur), validated under the paper's and the sensor's kernel
     init: Path | None = None  # start from the weights in this folder (fine-tuning) instead of from bicubic
     validation_scenes: tuple[str, ...] = field(default=SELECTION_SCENES)
@@ -140,7 +141,7 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
         if cfg.blur:  # every scene degraded anew, each band with its own blur
             train_pairs = [p for p in (wald_pair(s, cfg.scale, draw_blur(rng, cfg.scale)) for s in train_scenes) if p is not None]
             origins = _origins(train_pairs, cfg.patch)
-        xs, y = sample_patches(train_pairs, cfg.steps_per_epoch * cfg.batch, cfg.patch, rng, cfg.offsets, origins)
+        xs, y = sample_patches(train_pairs, cfg.steps_per_epoch * cfg.batch, cfg.patch, rng, cfg.offsets, origins, cfg.gains)
         hist = model.fit([x / 2000.0 for x in xs], y / 2000.0, batch_size=cfg.batch, epochs=1, verbose=0, shuffle=False)
         ratios = validation_ratios(model, val_pairs)
         mean_ratio = ratios["pooled"]
@@ -161,6 +162,7 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
                 context_border=Architecture(cfg.features, cfg.blocks).required_border,
                 training={
                     "method": "Wald protocol, L1 loss, residual to bicubic, Adam" + (", per-band offset augmentation" if cfg.offsets else "")
+                    + (f", per-band gain augmentation (x{GAIN_RANGE[0]} - {GAIN_RANGE[1]}, log-uniform)" if cfg.gains else "")
                     + (f", per-band blur augmentation (sigma {BLUR_RANGE[cfg.scale][0]}-{BLUR_RANGE[cfg.scale][1]} px), "
                        "validated under the paper's and the sensor's kernel" if cfg.blur else "")
                     + (f", fine-tuned from {cfg.init}" if cfg.init else ""),
