@@ -3,7 +3,8 @@
 Runs one production-size tile (996 px core + border) through every stage of inference and reports each
 stage's seconds per Mpx of output (nodata fill and upsampling, the nets, the regression, the projection,
 DN conversion) and each net's seconds per tile (the x2 and x6 nets alternated), then the whole tile through
-the library, peak resident memory, and the projected time of a whole 10980 x 10980 product; then the full pipeline on a 600 px synthetic product (JP2 read, COG write).
+the library, peak resident memory, and the projected time of a whole 10980 x 10980 product; then the full
+pipeline on a 600 px synthetic product (JP2 read, COG write).
 The nets run in the default precision (``auto``: bfloat16 where the CPU runs it natively); the one-tile run
 (each precision in a fresh process, for its own peak memory) and the nets' seconds per Mpx (the two
 precisions alternated in one process) are also shown for float32 against auto.
@@ -200,8 +201,9 @@ def main() -> int:
     tile = DEFAULT_TILE_SIZE
     side = tile + 2 * nets.border
     tiles_per_product = (-(-10980 // tile)) ** 2
-    print(f"nets: {', '.join(f'x{n.manifest.scale} {n.manifest.architecture.features} features, {n.manifest.architecture.blocks} blocks' for n in (nets.x2, nets.x6))}; tile {tile} px + {nets.border} px border; "
-          f"{compute_device()}")
+    shapes = ", ".join(f"x{n.manifest.scale} {n.manifest.architecture.features} features, {n.manifest.architecture.blocks} blocks"
+                       for n in (nets.x2, nets.x6))
+    print(f"nets: {shapes}; tile {tile} px + {nets.border} px border; {compute_device()}")
     for precision in ("float32", "auto"):
         child = subprocess.run([sys.executable, __file__, "--one-tile", precision], check=True, stdout=subprocess.PIPE, text=True)
         run = json.loads(child.stdout.strip().splitlines()[-1])

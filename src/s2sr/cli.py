@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--minutes", type=float, default=None, help="stop after this long (resume later)")
     train.add_argument("--patience", type=int, default=12)
     train.add_argument("--no-offsets", action="store_true", help="no per-band offset augmentation")
-    train.add_argument("--gains", action="store_true", help="per-band gain augmentation (x0.8 - 1.25): band ratios of unseen scenes")
+    train.add_argument("--gains", action="store_true", help="per-band gain augmentation (factors in s2sr.pairs.GAIN_RANGE): band ratios of unseen scenes")
     train.add_argument("--blur", action="store_true", help="per-band blur augmentation, validated under both kernels")
     train.add_argument("--init", metavar="WEIGHTS_DIR", help="fine-tune the weights in this folder instead of starting at bicubic")
     train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
