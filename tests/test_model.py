@@ -51,6 +51,22 @@ def test_manifest_for_other_bands_is_refused(tmp_path):
         load_net("dsen2_x2", tmp_path)
 
 
+@pytest.mark.parametrize("name,residual_to,ok", [("dsen2_x6", "regression", True), ("dsen2_x6", "bicubic", True),
+                                                  ("dsen2_x2", "regression", False), ("dsen2_x6", "lanczos", False)])
+def test_what_a_net_adds_its_output_to_travels_in_its_manifest(tmp_path, name, residual_to, ok):
+    for p in WEIGHTS.glob(f"{name}.*"):
+        shutil.copy(p, tmp_path / p.name)
+    raw = json.loads((tmp_path / f"{name}.json").read_text())
+    raw["residual_to"] = residual_to
+    (tmp_path / f"{name}.json").write_text(json.dumps(raw))
+    if not ok:
+        with pytest.raises(WeightsError, match=f"residual_to '{residual_to}' is not one of bicubic, regression"):
+            load_net(name, tmp_path)
+        return
+    manifest = load_net(name, tmp_path).manifest
+    assert manifest.residual_to == residual_to and json.loads(manifest.to_json())["residual_to"] == residual_to
+
+
 def _rmse(a, b):
     return float(np.sqrt(np.mean((a - b) ** 2)))
 

@@ -114,6 +114,13 @@ def test_a_products_r60m_bands_are_x6_pairs_one_level_down(shared_data):
     np.testing.assert_array_equal(pair.target, scene.coarse) and np.testing.assert_array_equal(pair.inputs[0], scene.fine)
     assert pair.usable is scene.usable or np.array_equal(pair.usable, scene.usable)
     assert wald_pair(scene, 2) is None and 8 not in CLEAR_SCL
+    on_regression = wald_pair(scene, 6, protocol_blur(6, "sensor"), "regression")  # fitted on clear pixels only
+    clear = scene.usable
+
+    def rmse(a):
+        return np.sqrt(((a[:, clear] - pair.target[:, clear]) ** 2).mean())
+
+    assert rmse(on_regression.net_inputs()[-1]) < rmse(pair.inputs[-1])
 
 
 def test_pick_net_weight_takes_the_best_mean_that_no_kernel_pays_for():
@@ -128,3 +135,31 @@ def test_pick_net_weight_honours_the_floor_and_falls_back_to_the_least_weight():
     assert pick_net_weight(ratios, floor=0.1) == 0.1  # the net must run: at the least weight allowed
     ties = {"paper": {0.0: 0.3, 0.1: 0.3, 0.25: 0.3}, "sensor": {0.0: 0.3, 0.1: 0.3, 0.25: 0.3}}
     assert pick_net_weight(ties, floor=0.1) == 0.1
+
+
+def test_a_pair_for_a_net_refining_the_regression_carries_its_detail_and_keeps_bicubic_as_the_baseline():
+    from s2sr.pairs import bicubic_baseline
+
+    scene = _scene("a", size=432)
+    blur = protocol_blur(6, "sensor")
+    plain, on_regression = wald_pair(scene, 6, blur), wald_pair(scene, 6, blur, "regression")
+    assert plain.detail is None and on_regression.detail.shape == on_regression.target.shape
+    for a, b in zip(plain.inputs, on_regression.inputs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(bicubic_baseline(on_regression), plain.inputs[-1])  # what ratios are measured against
+    np.testing.assert_array_equal(on_regression.net_inputs()[-1], plain.inputs[-1] + on_regression.detail)
+
+    def rmse(a):
+        return np.sqrt(((a - on_regression.target) ** 2).mean())
+
+    # the synthetic scene's 60 m bands are linear in its finer bands: the regression recovers most of their detail
+    assert rmse(on_regression.net_inputs()[-1]) < 0.8 * rmse(plain.inputs[-1])
+    xs, y = sample_patches([on_regression], 3, 18, np.random.default_rng(0))
+    assert xs[-1].shape == (3, 18, 18, 2) and y.shape == (3, 18, 18, 2)
+
+
+def test_only_x6_nets_refine_the_regression():
+    import pytest
+
+    with pytest.raises(ValueError, match="x6 nets only"):
+        wald_pair(_scene("a"), 2, residual_to="regression")

@@ -200,6 +200,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         gains=args.gains,
         blur=args.blur,
         init=Path(args.init) if args.init else None,
+        residual_to=args.residual_to,
     )
     manifest = train(cfg, scenes, log=_log)
     _log(f"best weights: {Path(args.run_dir) / 'best'} (val RMSE/bicubic {manifest.training['validation_rmse_ratio_pooled']:.3f})")
@@ -357,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-offsets", action="store_true", help="no per-band offset augmentation")
     train.add_argument("--gains", action="store_true", help="per-band gain augmentation (factors in s2sr.pairs.GAIN_RANGE): band ratios of unseen scenes")
     train.add_argument("--blur", action="store_true", help="per-band blur augmentation, validated under both kernels")
+    train.add_argument("--residual-to", choices=("bicubic", "regression"), default="bicubic",
+                       help="what the net's output adds to: bicubic (DSen2) or the scene-adaptive regression's estimate (x6 only)")
     train.add_argument("--init", metavar="WEIGHTS_DIR", help="fine-tune the weights in this folder instead of starting at bicubic")
     train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
     train.add_argument("--exclude", nargs="+", metavar="SCENE", help="leave these scenes out (names as the first log line gives them)")

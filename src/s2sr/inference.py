@@ -159,15 +159,18 @@ class Nets:
         """Context border in 10 m pixels, a multiple of 6: what the manifests ask, or what refinement needs.
 
         A pixel's output reads the bicubic upsampling of its 60 m neighbours (18 px) and the nets' receptive
-        radius, or the regression's fit window, then the projection's reach and, near nodata, the fill's; a
-        border that covers them all makes tiled output equal untiled.
+        radius, or the regression's fit window (both, for a net refining the regression), then the projection's
+        reach and, near nodata, the fill's; a border that covers them all makes tiled output equal untiled.
         """
         nets = [(2, self.x2)] + ([(6, self.x6)] if self.x6 is not None else [])
         fill = 2 * FILL_REACH  # a filled pixel reads this far
 
         def estimate_reach(scale: int, net: LoadedNet) -> int:
+            radius = net.manifest.architecture.receptive_radius
+            if net.manifest.residual_to == "regression":  # the net reads the regression's estimate around it
+                return radius + regression_reach(scale, self.sigma(scale))
             regression = regression_reach(scale, self.sigma(scale)) if self.fusion(scale).net_weight < 1 else 0
-            return max(18 + net.manifest.architecture.receptive_radius, regression)
+            return max(18 + radius, regression)
 
         need = max(fill + estimate_reach(s, n) + self.reach(s) for s, n in nets)
         asked = max(n.manifest.context_border for _, n in nets)
@@ -205,7 +208,8 @@ class _ScaleWork:
     scale: int
     net: LoadedNet
     fusion: Fusion
-    inputs: list[np.ndarray]  # the net's: x10, up20 (, up60), the window less crop(border); the last is the bicubic estimate
+    inputs: list[np.ndarray]  # the net's: x10, up20 (, up60), the window less crop(border); the last is the estimate the
+    # net's output adds to: bicubic, or for a net refining the regression bicubic plus its detail (``on_regression``)
     coarse: np.ndarray  # the measured band, filled, over the whole window
     usable: np.ndarray  # coarse pixels the regression may learn from
     predictors: np.ndarray  # what the regression fits the coarse bands on, over the whole window (10 m grid)
@@ -215,6 +219,14 @@ class _ScaleWork:
     @property
     def sigma(self) -> float:
         return max(self.sigmas)
+
+    @property
+    def on_regression(self) -> bool:
+        """Whether the net refines the regression's estimate (its manifest's ``residual_to``) instead of bicubic."""
+        return self.net.manifest.residual_to == "regression"
+
+    def needs_regression(self) -> bool:
+        return self.fusion.net_weight < 1 or (self.on_regression and self.fusion.net_weight > 0)
 
     def crop(self, border: int) -> int:
         """Fine pixels each side the net can skip: its output reaches the kept pixels only through the projection."""
@@ -266,12 +278,18 @@ def _estimate_all(work: list[_ScaleWork], border: int, per_band: _PerBand, times
 
     Three phases, so no phase competes with another for the cores: the regressions (numpy, bands split over
     the threads), the nets (which use every core themselves), then fusion and projection (bands split again).
+    A net that refines the regression takes its estimate as its last input, over the net's whole input extent;
+    fusion then mixes the net with that same estimate.
     """
+    work = list(work)
     details: list[np.ndarray | None] = [None] * len(work)
     with times.timing("regression"):
         for i, w in enumerate(work):
-            if w.fusion.net_weight < 1:
-                details[i] = _regression(w, border, per_band)
+            if w.needs_regression():
+                details[i] = _regression(w, border, per_band, w.crop(border) if w.on_regression else w.start(border))
+                if w.on_regression:
+                    work[i] = replace(w, inputs=[*w.inputs[:-1], w.inputs[-1] + details[i]])
+                    details[i] = None  # in the estimate already
     nets_out: list[np.ndarray | None] = [None] * len(work)
     with times.timing("nets"):
         for i, w in enumerate(work):
@@ -282,11 +300,12 @@ def _estimate_all(work: list[_ScaleWork], border: int, per_band: _PerBand, times
                 for w, net, detail in zip(work, nets_out, details, strict=True)]
 
 
-def _regression(work: _ScaleWork, border: int, per_band: _PerBand) -> np.ndarray:
-    """The regression's detail for every band of a scale: one predictor fit per blur the bands share."""
+def _regression(work: _ScaleWork, border: int, per_band: _PerBand, crop: int) -> np.ndarray:
+    """The regression's detail for every band of a scale, the window less ``crop``: one predictor fit per blur
+    the bands share."""
     detail = None
     for sigma, idx in work.fit_groups:
-        fit = fit_predictors(work.predictors, work.scale, work.usable, work.start(border), planes=per_band, sigma=sigma)
+        fit = fit_predictors(work.predictors, work.scale, work.usable, crop, planes=per_band, sigma=sigma)
         part = per_band(lambda b, fit=fit, idx=idx: fit.detail(work.coarse[idx][b]), len(idx))
         if detail is None:
             detail = np.empty((len(work.coarse), *part.shape[1:]), np.float32)
@@ -297,10 +316,10 @@ def _regression(work: _ScaleWork, border: int, per_band: _PerBand) -> np.ndarray
 def _refine(work: _ScaleWork, net_out: np.ndarray | None, detail: np.ndarray | None, border: int, bands: slice) -> np.ndarray:
     """Fuse net and regression for some bands, project them onto the measured band, cut the border off."""
     start = work.start(border)
-    cut = start - work.crop(border)  # the net's input, and so its output and the bicubic estimate, start at crop
-    bicubic = inner(work.inputs[-1][bands], cut)
-    estimate = fuse(None if net_out is None else inner(net_out[bands], cut), bicubic,
-                    np.zeros_like(bicubic) if detail is None else detail[bands], work.fusion)
+    cut = start - work.crop(border)  # the net's input, and so its output and the estimate it adds to, start at crop
+    base = inner(work.inputs[-1][bands], cut)  # bicubic, or the regression's estimate for a net refining it
+    estimate = fuse(None if net_out is None else inner(net_out[bands], cut), base,
+                    np.zeros_like(base) if detail is None else detail[bands], work.fusion)
     if work.fusion.projection_steps:
         coarse = inner(work.coarse[bands], start // work.scale)
         sigmas = work.sigmas[bands]

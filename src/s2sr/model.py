@@ -55,6 +55,10 @@ class Architecture:
         return -(-(self.receptive_radius + 18) // 6) * 6
 
 
+#: What a net's output may be a residual to (``WeightsManifest.residual_to``).
+RESIDUAL_TO = ("bicubic", "regression")
+
+
 @dataclass(frozen=True)
 class WeightsManifest:
     """What a weight file is: everything needed to use it correctly, and where it came from."""
@@ -73,6 +77,9 @@ class WeightsManifest:
     placeholder: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     fusion: dict[str, Any] = field(default_factory=dict)  # refine.Fusion: how net and regression combine
+    #: What the net's last input carries and its output is a residual to: the bicubic upsampling of the target
+    #: bands (DSen2), or the scene-adaptive regression's estimate (bicubic plus its detail, x6 only).
+    residual_to: str = "bicubic"
 
     @classmethod
     def from_json(cls, path: Path) -> WeightsManifest:
@@ -80,9 +87,13 @@ class WeightsManifest:
             raw = json.loads(path.read_text())
             raw["architecture"] = Architecture(**raw["architecture"])
             raw["divide_by"] = raw.pop("normalisation")["divide_by"]
-            return cls(**raw)
+            manifest = cls(**raw)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise WeightsError(f"weights manifest {path} is unreadable: {exc}") from exc
+        if manifest.residual_to not in RESIDUAL_TO or (manifest.residual_to == "regression" and manifest.scale != 6):
+            raise WeightsError(f"weights manifest {path}: residual_to {manifest.residual_to!r} is not one of "
+                               f"{', '.join(RESIDUAL_TO)} (regression: x6 nets only)")
+        return manifest
 
     def to_json(self) -> str:
         raw = {
@@ -100,6 +111,7 @@ class WeightsManifest:
             "placeholder": self.placeholder,
             "training": self.training,
             "fusion": self.fusion,
+            "residual_to": self.residual_to,
         }
         return json.dumps(raw, indent=2) + "\n"
 

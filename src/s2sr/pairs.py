@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
+from .refine import regression_detail, usable_coarse
 from .resample import degrade_bands, upsample
 
 
@@ -23,16 +24,25 @@ from .resample import degrade_bands, upsample
 class WaldPair:
     """Net inputs (band-first, target grid) and the target, for one scene or window and one scale.
 
-    ``usable``: target pixels a patch may cover (valid, unsaturated); None: every pixel."""
+    ``usable``: target pixels a patch may cover (valid, unsaturated); None: every pixel. ``detail``: the
+    scene-adaptive regression's detail of the target bands (:func:`regression_detail_of`), for nets whose
+    output is a residual to the regression; the last input stays the bicubic upsampling either way."""
 
     name: str
     inputs: list[np.ndarray]
     target: np.ndarray
     usable: np.ndarray | None = None
+    detail: np.ndarray | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         return self.target.shape[1], self.target.shape[2]
+
+    def net_inputs(self) -> list[np.ndarray]:
+        """What the net sees: the inputs, the last one plus the regression's detail where the pair has it."""
+        if self.detail is None:
+            return self.inputs
+        return [*self.inputs[:-1], self.inputs[-1] + self.detail]
 
 
 def degrade_group(a: np.ndarray, scale: int, bands: tuple[str, ...], blur: dict[str, float]) -> np.ndarray:
@@ -53,6 +63,18 @@ def pair_inputs(scale: int, im10: np.ndarray, im20: np.ndarray, im60: np.ndarray
         return [degrade_group(im10, 6, BANDS_10M, blur), upsample(degrade_group(im20, 6, BANDS_20M, blur), 2),
                 upsample(degrade_group(im60, 6, BANDS_60M, blur), 6)]
     raise ValueError(f"scale must be 2 or 6, got {scale}")
+
+
+def regression_detail_of(fine: np.ndarray, coarse: np.ndarray, scale: int, bands: tuple[str, ...],
+                         blur: dict[str, float], valid_fine: np.ndarray | None = None) -> np.ndarray:
+    """The regression's detail of ``coarse`` (bands, h, w) on the ``fine`` predictors (p, h*scale, w*scale), as a
+    run computes it (:func:`s2sr.refine.regression_detail`): one fit at the bands' mean blur, from pixels where
+    every band holds data (0 is nodata) and ``valid_fine`` (e.g. clear sky) holds."""
+    valid_fine = np.all(fine != 0, axis=0) & (True if valid_fine is None else valid_fine)
+    valid_coarse = np.all(coarse != 0, axis=0)
+    usable = usable_coarse(valid_fine, np.zeros((1, *coarse.shape[1:]), bool), valid_coarse, scale)
+    sigma = float(np.mean([blur[b] for b in bands]))
+    return regression_detail(fine, coarse, scale, usable, sigma=sigma)
 
 
 def bicubic_baseline(pair: WaldPair) -> np.ndarray:
@@ -106,6 +128,7 @@ def sample_patches(
         weights = np.sqrt([len(o) for o in corners]).astype(np.float64)
     picks = rng.choice(len(usable), size=count, p=weights / weights.sum())
     n_inputs = len(usable[0].inputs)
+    seen = {i: usable[i].net_inputs() for i in set(picks.tolist())}
     xs: list[list[np.ndarray]] = [[] for _ in range(n_inputs)]
     ys = []
     for i in picks:
@@ -121,13 +144,14 @@ def sample_patches(
             a = np.rot90(a[:, r : r + size, c : c + size], k, axes=(1, 2))
             return (a[:, :, ::-1] if flip else a).transpose(1, 2, 0)
 
-        shifts = [np.zeros((1, 1, a.shape[0]), np.float32) for a in pair.inputs]
+        inputs = seen[i]
+        shifts = [np.zeros((1, 1, a.shape[0]), np.float32) for a in inputs]
         if offsets:
-            shifts = [rng.uniform(*OFFSET_RANGE, (1, 1, a.shape[0])).astype(np.float32) for a in pair.inputs]
-        factors = [np.ones((1, 1, a.shape[0]), np.float32) for a in pair.inputs]
+            shifts = [rng.uniform(*OFFSET_RANGE, (1, 1, a.shape[0])).astype(np.float32) for a in inputs]
+        factors = [np.ones((1, 1, a.shape[0]), np.float32) for a in inputs]
         if gains:
-            factors = [np.exp(rng.uniform(*np.log(GAIN_RANGE), (1, 1, a.shape[0]))).astype(np.float32) for a in pair.inputs]
-        for j, a in enumerate(pair.inputs):
+            factors = [np.exp(rng.uniform(*np.log(GAIN_RANGE), (1, 1, a.shape[0]))).astype(np.float32) for a in inputs]
+        for j, a in enumerate(inputs):
             xs[j].append(aug(a) * factors[j] + shifts[j])
         ys.append(aug(pair.target) * factors[-1] + shifts[-1])  # the last input is the target bands, upsampled
     return [np.stack(x).astype(np.float32) for x in xs], np.stack(ys).astype(np.float32)

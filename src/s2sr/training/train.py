@@ -66,6 +66,7 @@ class TrainConfig:
     gains: bool = False  # per-band gain augmentation (pairs.sample_patches): scenes' band ratios differ
     blur: bool = False  # blur augmentation (wald.draw_blur), validated under the paper's and the sensor's kernel
     init: Path | None = None  # start from the weights in this folder (fine-tuning) instead of from bicubic
+    residual_to: str = "bicubic"  # or "regression" (x6): the net refines the scene-adaptive regression's estimate
     validation_scenes: tuple[str, ...] = field(default=SELECTION_SCENES)
     test_scenes: tuple[str, ...] = field(default=TEST_SCENES)
 
@@ -77,7 +78,7 @@ def split(scenes: list[Scene], validation: tuple[str, ...], test: tuple[str, ...
 
 
 def predict_pair(model, pair: WaldPair, divide_by: float = 2000.0) -> np.ndarray:
-    batch = [a.transpose(1, 2, 0)[None] / divide_by for a in pair.inputs]
+    batch = [a.transpose(1, 2, 0)[None] / divide_by for a in pair.net_inputs()]
     return np.asarray(model(batch, training=False))[0].transpose(2, 0, 1) * divide_by
 
 
@@ -112,9 +113,10 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
 
     keras.utils.set_random_seed(cfg.seed)
     train_scenes, val_scenes = split(scenes, cfg.validation_scenes, cfg.test_scenes)
-    train_pairs = [p for p in (wald_pair(s, cfg.scale) for s in train_scenes) if p is not None]
+    train_pairs = [p for p in (wald_pair(s, cfg.scale, residual_to=cfg.residual_to) for s in train_scenes) if p is not None]
     kernels = PROTOCOLS if cfg.blur else ("paper",)
-    val_pairs = [p for k in kernels for p in (wald_pair(s, cfg.scale, protocol_blur(cfg.scale, k)) for s in val_scenes)
+    val_pairs = [p for k in kernels
+                 for p in (wald_pair(s, cfg.scale, protocol_blur(cfg.scale, k), cfg.residual_to) for s in val_scenes)
                  if p is not None]
     if not train_pairs or not val_pairs:
         raise ValueError(f"x{cfg.scale}: {len(train_pairs)} training and {len(val_pairs)} validation scenes usable")
@@ -139,7 +141,8 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([cfg.seed, epoch])
         if cfg.blur:  # every scene degraded anew, each band with its own blur
-            train_pairs = [p for p in (wald_pair(s, cfg.scale, draw_blur(rng, cfg.scale)) for s in train_scenes) if p is not None]
+            train_pairs = [p for p in (wald_pair(s, cfg.scale, draw_blur(rng, cfg.scale), cfg.residual_to) for s in train_scenes)
+                           if p is not None]
             origins = _origins(train_pairs, cfg.patch)
         xs, y = sample_patches(train_pairs, cfg.steps_per_epoch * cfg.batch, cfg.patch, rng, cfg.offsets, origins, cfg.gains)
         hist = model.fit([x / 2000.0 for x in xs], y / 2000.0, batch_size=cfg.batch, epochs=1, verbose=0, shuffle=False)
@@ -160,8 +163,9 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
                 input_bands=groups,
                 output_bands=outputs,
                 context_border=Architecture(cfg.features, cfg.blocks).required_border,
+                residual_to=cfg.residual_to,
                 training={
-                    "method": "Wald protocol, L1 loss, residual to bicubic, Adam" + (", per-band offset augmentation" if cfg.offsets else "")
+                    "method": f"Wald protocol, L1 loss, residual to {cfg.residual_to}, Adam" + (", per-band offset augmentation" if cfg.offsets else "")
                     + (f", per-band gain augmentation (x{GAIN_RANGE[0]} - {GAIN_RANGE[1]}, log-uniform)" if cfg.gains else "")
                     + (f", per-band blur augmentation (sigma {BLUR_RANGE[cfg.scale][0]}-{BLUR_RANGE[cfg.scale][1]} px), "
                        "validated under the paper's and the sensor's kernel" if cfg.blur else "")

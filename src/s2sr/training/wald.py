@@ -11,7 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..bands import BANDS_10M, BANDS_20M, BANDS_60M
-from ..pairs import OFFSET_RANGE, WaldPair, bicubic_baseline, degrade_group, pair_inputs, sample_patches
+from ..pairs import (
+    OFFSET_RANGE,
+    WaldPair,
+    bicubic_baseline,
+    degrade_group,
+    pair_inputs,
+    regression_detail_of,
+    sample_patches,
+)
 from ..resample import upsample
 from ..sensor import protocol_sigma
 from .sources import LevelDownScene, Scene
@@ -35,13 +43,18 @@ def protocol_blur(scale: int, protocol: str) -> dict[str, float]:
     return {b: protocol_sigma(b, scale, protocol) for b in BANDS_10M + BANDS_20M + BANDS_60M}
 
 
-def wald_pair(scene: Scene | LevelDownScene, scale: int, blur: dict[str, float] | None = None) -> WaldPair | None:
+def wald_pair(scene: Scene | LevelDownScene, scale: int, blur: dict[str, float] | None = None,
+              residual_to: str = "bicubic") -> WaldPair | None:
     """The degraded inputs and real target of a scene, or None when it is too small for this scale.
 
-    ``blur``: each band's Gaussian sigma in its own pixels (default: the paper's, 1/scale for all)."""
+    ``blur``: each band's Gaussian sigma in its own pixels (default: the paper's, 1/scale for all).
+    ``residual_to``: ``regression`` adds the regression's detail of the target bands (x6 only), computed on the
+    degraded inputs alone, as a run computes it on the product."""
     blur = blur or protocol_blur(scale, "paper")
+    if residual_to == "regression" and scale != 6:
+        raise ValueError(f"residual_to regression is for x6 nets only, got x{scale}")
     if isinstance(scene, LevelDownScene):
-        return level_down_pair(scene, scale, blur)
+        return level_down_pair(scene, scale, blur, residual_to)
 
     h, w = scene.size10
     step = 12 if scale == 2 else 36  # the inputs degraded by the scale must stay on the 60 m step
@@ -51,10 +64,14 @@ def wald_pair(scene: Scene | LevelDownScene, scale: int, blur: dict[str, float] 
     im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
     inputs = pair_inputs(scale, im10, im20, im60, blur)
     target = im20 if scale == 2 else im60
-    return WaldPair(scene.name, inputs, np.ascontiguousarray(target, dtype=np.float32))
+    detail = None
+    if residual_to == "regression":
+        detail = regression_detail_of(inputs[0], degrade_group(im60, 6, BANDS_60M, blur), 6, BANDS_60M, blur)
+    return WaldPair(scene.name, inputs, np.ascontiguousarray(target, dtype=np.float32), detail=detail)
 
 
-def level_down_pair(scene: LevelDownScene, scale: int, blur: dict[str, float]) -> WaldPair | None:
+def level_down_pair(scene: LevelDownScene, scale: int, blur: dict[str, float],
+                    residual_to: str = "bicubic") -> WaldPair | None:
     """The x6 pair of a product's 60 m bands one level down (None for x2): the 60 m bands as the fine input, the
     20 m bands degraded by 2 and B1, B9 by 6, each back on the 60 m grid; B1, B9 as the target.
 
@@ -66,7 +83,10 @@ def level_down_pair(scene: LevelDownScene, scale: int, blur: dict[str, float]) -
     if h < 36 * 3 or w < 36 * 3:
         return None
     mid_blur = {b: blur[b] / 3 for b in BANDS_20M}
+    coarse = degrade_group(scene.coarse[:, :h, :w], 6, BANDS_60M, blur)
     inputs = [np.ascontiguousarray(scene.fine[:, :h, :w]),
-              upsample(degrade_group(scene.mid[:, :h, :w], 2, BANDS_20M, mid_blur), 2),
-              upsample(degrade_group(scene.coarse[:, :h, :w], 6, BANDS_60M, blur), 6)]
-    return WaldPair(scene.name, inputs, np.ascontiguousarray(scene.coarse[:, :h, :w]), scene.usable[:h, :w])
+              upsample(degrade_group(scene.mid[:, :h, :w], 2, BANDS_20M, mid_blur), 2), upsample(coarse, 6)]
+    detail = None
+    if residual_to == "regression":
+        detail = regression_detail_of(inputs[0], coarse, 6, BANDS_60M, blur, scene.usable[:h, :w])
+    return WaldPair(scene.name, inputs, np.ascontiguousarray(scene.coarse[:, :h, :w]), scene.usable[:h, :w], detail)
