@@ -49,6 +49,32 @@ def tiny_weights(tmp_path_factory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def tiny_weights_on_regression(tiny_weights, tmp_path_factory) -> Path:
+    """The tiny x2 net, and a tiny x6 net refining the regression (``residual_to: regression``) whose last layer is
+    small and random, so that its output differs from the regression's and depends on its context."""
+    import shutil
+
+    import keras
+    import numpy as np
+
+    directory = tmp_path_factory.mktemp("weights_on_regression")
+    for p in tiny_weights.glob("dsen2_x2.*"):
+        shutil.copy(p, directory / p.name)
+    keras.utils.set_random_seed(7)
+    arch = Architecture(features=8, blocks=4)  # a receptive radius that moves the border off the bicubic net's
+    model = build_dsen2(6, arch)
+    tail = model.get_layer("tail")
+    kernel, bias = tail.get_weights()
+    tail.set_weights([np.random.default_rng(0).normal(0, 0.05, kernel.shape).astype(np.float32), bias])
+    groups, outputs = expected_bands(6)
+    save_weights(model, WeightsManifest(
+        name="dsen2_x6", scale=6, level="any", architecture=arch, weights_file="dsen2_x6.npz", sha256="",
+        input_bands=groups, output_bands=outputs, context_border=arch.required_border, placeholder=True,
+        residual_to="regression", dtype="float32"), directory)
+    return directory
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():

@@ -103,3 +103,9 @@ def test_run_writes_the_masks_and_says_in_one_line_why_not(build_product, tmp_pa
     assert not (tmp_path / "o_masks.tif").exists()  # the previous run's masks are not left beside these bands
     proc = _s2sr("run", build_product(size=36), tmp_path / "p.tif", "--no-masks", "--device", "cpu")
     assert proc.returncode == 0 and not (tmp_path / "p_masks.tif").exists()
+
+
+def test_train_refuses_a_regression_residual_for_the_x2_net(tmp_path):
+    proc = _s2sr("train", "--scale", 2, "--run-dir", tmp_path / "run", "--residual-to", "regression")
+    assert proc.returncode == 2 and "--residual-to regression is for the x6 net only, got --scale 2" in proc.stderr
+    assert not (tmp_path / "run").exists()

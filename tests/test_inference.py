@@ -157,30 +157,6 @@ def test_a_border_off_the_60m_grid_is_refused():
         superresolve_groups(load_nets("L2A"), *groups, border=4)
 
 
-def _weights_with_x6_on_regression(tiny_weights, directory, tail_scale: float):
-    """The tiny x2 net, and a tiny x6 net refining the regression whose tail is ``tail_scale`` x random."""
-    import shutil
-
-    import keras
-
-    from s2sr.model import Architecture, WeightsManifest, build_dsen2, expected_bands, save_weights
-
-    for p in tiny_weights.glob("dsen2_x2.*"):
-        shutil.copy(p, directory / p.name)
-    keras.utils.set_random_seed(7)
-    arch = Architecture(features=8, blocks=4)  # a receptive radius that moves the border off the bicubic net's
-    model = build_dsen2(6, arch)
-    tail = model.get_layer("tail")
-    kernel, bias = tail.get_weights()
-    tail.set_weights([np.random.default_rng(0).normal(0, tail_scale, kernel.shape).astype(np.float32), bias])
-    groups, outputs = expected_bands(6)
-    save_weights(model, WeightsManifest(
-        name="dsen2_x6", scale=6, level="any", architecture=arch, weights_file="dsen2_x6.npz", sha256="",
-        input_bands=groups, output_bands=outputs, context_border=arch.required_border, placeholder=True,
-        residual_to="regression", dtype="float32"), directory)
-    return directory
-
-
 def _realistic_arrays(size=216, seed=5):
     from s2sr.bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M
     from s2sr.resample import block_mean
@@ -195,11 +171,22 @@ def _realistic_arrays(size=216, seed=5):
     return group(BANDS_10M, 1), group(BANDS_20M, 2), group(BANDS_60M, 6)
 
 
-def test_an_untrained_net_refining_the_regression_returns_the_regression(tiny_weights, tmp_path):
+def test_an_untrained_net_refining_the_regression_returns_the_regression(tiny_weights, tiny_weights_on_regression, tmp_path):
+    import shutil
+
+    import keras
+
+    from s2sr.model import load_net, save_weights
     from s2sr.refine import Fusion
 
+    for p in tiny_weights_on_regression.glob("*"):
+        shutil.copy(p, tmp_path / p.name)
+    untrained = load_net("dsen2_x6", tmp_path)
+    tail = untrained.model.get_layer("tail")
+    tail.set_weights([keras.ops.convert_to_numpy(w) * 0 for w in tail.weights])  # the last layer at zero, as trained nets start
+    save_weights(untrained.model, untrained.manifest, tmp_path)
     arrays = _realistic_arrays()
-    on_regression = load_nets("L2A", weights_dir=_weights_with_x6_on_regression(tiny_weights, tmp_path, 0.0))
+    on_regression = load_nets("L2A", weights_dir=tmp_path)
     assert on_regression.x6.manifest.residual_to == "regression"
     regression_only = replace(load_nets("L2A", weights_dir=tiny_weights), overrides=((6, Fusion(0.0, 1)),))
     net = superresolve_with(on_regression, *arrays, tile_size=72).b60
@@ -209,9 +196,9 @@ def test_an_untrained_net_refining_the_regression_returns_the_regression(tiny_we
     np.testing.assert_allclose(net, want, atol=0.05)
 
 
-def test_a_net_refining_the_regression_gives_the_same_output_tiled_and_untiled(tiny_weights, tmp_path):
+def test_a_net_refining_the_regression_gives_the_same_output_tiled_and_untiled(tiny_weights_on_regression):
     arrays = _realistic_arrays(648)  # wider than a tile and its border (186 px) both sides: tiles see different data
-    nets = load_nets("L2A", weights_dir=_weights_with_x6_on_regression(tiny_weights, tmp_path, 0.05))
+    nets = load_nets("L2A", weights_dir=tiny_weights_on_regression)
     assert nets.border == 186
     tiled, untiled = (superresolve_with(nets, *arrays, tile_size=t).b60 for t in (72, 648))
     regression_only = superresolve_with(replace(nets, overrides=((6, inference.Fusion(0.0, 1)),)), *arrays).b60

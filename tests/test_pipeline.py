@@ -93,12 +93,15 @@ def test_nodata_and_saturation(build_product, tiny_weights, tmp_path):
     assert (data[4, 0:2, 0:4] == 65535).all()  # B5's saturated 20 m pixels, on the 10 m grid
 
 
-def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_weights, tmp_path):
+@pytest.mark.parametrize("x6", ["bicubic", "regression"])
+def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_weights, tiny_weights_on_regression, tmp_path, x6):
+    """Also with an x6 net that refines the regression (its regression is fitted over the net's input first)."""
+    weights = tiny_weights if x6 == "bicubic" else tiny_weights_on_regression
     spec = SampleSpec(size=240)
     product = build_product(size=240)
-    whole = _run(product, tmp_path / "whole.tif", tiny_weights)
+    whole = _run(product, tmp_path / "whole.tif", weights)
     bbox = spec.wgs84_bbox(100.5, 110.5, 105.5, 115.5)  # a 50 m box: smaller than one 60 m pixel
-    part = _run(product, tmp_path / "part.tif", tiny_weights, aoi=bbox, clip_to_aoi=False)
+    part = _run(product, tmp_path / "part.tif", weights, aoi=bbox, clip_to_aoi=False)
     with rasterio.open(whole) as w, rasterio.open(part) as p:
         win = rasterio.windows.from_bounds(*p.bounds, transform=w.transform).round_offsets().round_lengths()
         assert p.shape[0] % 6 == 0 and p.shape[0] <= 18

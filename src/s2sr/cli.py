@@ -172,8 +172,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .errors import InputParametersError
     from .training.sources import all_scenes
     from .training.train import TrainConfig, train
+
+    if args.residual_to == "regression" and args.scale != 6:
+        raise InputParametersError(f"--residual-to regression is for the x6 net only, got --scale {args.scale}; use --scale 6")
 
     if args.scenes:
         from .training.sources import load_bundle

@@ -225,8 +225,10 @@ class _ScaleWork:
         """Whether the net refines the regression's estimate (its manifest's ``residual_to``) instead of bicubic."""
         return self.net.manifest.residual_to == "regression"
 
+    @property
     def needs_regression(self) -> bool:
-        return self.fusion.net_weight < 1 or (self.on_regression and self.fusion.net_weight > 0)
+        """Whether the regression runs: its estimate is fused with the net's, or the net refines it."""
+        return self.fusion.net_weight < 1 or self.on_regression
 
     def crop(self, border: int) -> int:
         """Fine pixels each side the net can skip: its output reaches the kept pixels only through the projection."""
@@ -285,7 +287,7 @@ def _estimate_all(work: list[_ScaleWork], border: int, per_band: _PerBand, times
     details: list[np.ndarray | None] = [None] * len(work)
     with times.timing("regression"):
         for i, w in enumerate(work):
-            if w.needs_regression():
+            if w.needs_regression:
                 details[i] = _regression(w, border, per_band, w.crop(border) if w.on_regression else w.start(border))
                 if w.on_regression:
                     work[i] = replace(w, inputs=[*w.inputs[:-1], w.inputs[-1] + details[i]])
