@@ -66,6 +66,23 @@ def test_adaptation_is_kept_when_it_fits_the_held_back_pairs_better_and_is_deter
         f"{record.seconds:.0f} s", f"{round(record.seconds, 1):.0f} s")
 
 
+def test_interpolation_keeps_that_share_of_the_fine_tuned_change(tiny_weights):
+    """Weight-space ensembling: the kept weights lie on the line from the shipped weights to the fully
+    fine-tuned ones, ``interpolation`` of the way; the guard judges the weights that will run."""
+    b10, b20, _ = _arrays(240)
+    nets = replace(load_nets("L2A", False, tiny_weights), sensor=SensorModel.documented())
+    read = _reader(b10, b20, None)
+    full = adapt_nets(nets, read, 240, 240, AdaptOptions(steps=15, learning_rate=1e-3, interpolation=1.0))
+    part = adapt_nets(nets, read, 240, 240, AdaptOptions(steps=15, learning_rate=1e-3, interpolation=0.25))
+    assert full.adaptation[0].kept and part.adaptation[0].kept
+    assert part.adaptation[0].heldout_rmse_before == full.adaptation[0].heldout_rmse_before
+    assert part.adaptation[0].heldout_rmse_after != full.adaptation[0].heldout_rmse_after
+    for s, f, p in zip(nets.x2.model.get_weights(), full.x2.model.get_weights(), part.x2.model.get_weights(), strict=True):
+        np.testing.assert_allclose(p, s + 0.25 * (f - s), rtol=1e-6, atol=1e-7)
+    none = adapt_nets(nets, read, 240, 240, AdaptOptions(steps=15, learning_rate=1e-3, interpolation=0.0))
+    assert not none.adaptation[0].kept and none.x2 is nets.x2  # nothing kept fits no better than shipped
+
+
 def test_adapted_weights_that_fit_worse_are_not_kept(tiny_weights):
     b10, b20, _ = _arrays(240)
     nets = replace(load_nets("L2A", False, tiny_weights), sensor=SensorModel.documented())

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from s2sr_block.params import BlockParameters
 
+from s2sr.adapt import DEFAULT_ADAPT_STEPS
 from s2sr.errors import InputParametersError
 from s2sr.sample import SampleSpec
 
@@ -56,7 +57,7 @@ def test_parameters_parse():
     assert BlockParameters().sensor_model == "estimate"
     assert BlockParameters.from_json('{"sensor_model": "paper"}').sensor_model == "paper"
     assert BlockParameters().masks and not BlockParameters.from_json('{"masks": false}').masks
-    assert BlockParameters().adapt_steps == 20 and BlockParameters.from_json('{"adapt_steps": 0}').adapt_steps == 0
+    assert BlockParameters().adapt_steps == DEFAULT_ADAPT_STEPS == 40 and BlockParameters.from_json('{"adapt_steps": 0}').adapt_steps == 0
 
 
 def _input_dir(tmp_path: Path, build_product, n: int = 1, **spec) -> Path:

@@ -221,7 +221,8 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
         raw = json.loads(path.read_text())
         raw["fusion"] = {**chosen[scale].to_dict(), "chosen_on": sorted({s.name for s in scenes}),
                          "kernels": list(PROTOCOLS),
-                         "adaptation": {"steps": AdaptOptions().steps, "learning_rate": AdaptOptions().learning_rate},
+                         "adaptation": {"steps": AdaptOptions().steps, "learning_rate": AdaptOptions().learning_rate,
+                                        "interpolation": AdaptOptions().interpolation},
                          "pooled_ratio_by_net_weight": {k: {n[1:]: round(v, 4) for n, v in by_kernel[k].items()} for k in PROTOCOLS}}
         path.write_text(json.dumps(raw, indent=2) + "\n")
     return chosen
