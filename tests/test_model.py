@@ -191,3 +191,39 @@ def test_bfloat16_output_stays_within_its_measured_bound_of_float32_on_real_imag
         p999 = np.percentile(diff, 99.9, axis=1)
         assert (p999 <= p999_bound).all(), (scale, p999)
         assert diff.max() <= max_bound, (scale, diff.max())
+
+
+def test_threads_run_the_nets_one_call_at_a_time():
+    """TensorFlow's graph building is not safe across threads (a cube's Dask threads once failed tracing one
+    net for two chunk shapes at once): concurrent callers take turns, and each gets its own answer."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    net = load_net("dsen2_x6", WEIGHTS)
+    inside, most = [0], [0]
+    counter = threading.Lock()
+    predict = net.model.predict_on_batch
+
+    class Watched:  # the net's model, counting the calls inside it at once
+        def predict_on_batch(self, batch):
+            with counter:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.02)
+            try:
+                return predict(batch)
+            finally:
+                with counter:
+                    inside[0] -= 1
+
+    watched = replace(net, model=Watched())
+    rng = np.random.default_rng(3)
+    shapes = [(24 + 6 * i, 30 + 6 * i) for i in range(6)]  # a new shape each: each call traces
+    inputs = [[rng.uniform(200, 4000, (c, h, w)).astype(np.float32) for c in (4, 6, 2)] for h, w in shapes]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda x: run_net(watched, x), inputs))
+    assert most[0] == 1
+    for x, got in zip(inputs, together, strict=True):
+        np.testing.assert_array_equal(got, run_net(net, x))

@@ -22,7 +22,6 @@ large enough to show that helps (``docs/how-it-works.md``, *Adaptation*).
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -34,7 +33,7 @@ from .bands import BANDS_10M, BANDS_20M
 from .blur import estimation_windows, sensor_model_for
 from .errors import InputParametersError
 from .inference import FILL_REACH, BandGroup, Nets
-from .model import LoadedNet, build_dsen2
+from .model import TF_CALLS, LoadedNet, build_dsen2
 from .pairs import WaldPair, pair_inputs, patch_origins, sample_patches
 from .refine import usable_coarse
 from .resample import inner
@@ -202,7 +201,7 @@ def adapt_x2(net: LoadedNet, pairs: list[WaldPair], options: AdaptOptions, windo
     import keras
 
     divide_by = net.manifest.divide_by
-    with _TRAINING_LOCK, keras.device(net.device):
+    with TF_CALLS, keras.device(net.device):  # also: one adaptation at a time, the training copies are shared
         trainer = _trainer(net, options.learning_rate)
         before, _ = heldout_rmse(trainer, pairs, divide_by, options)
         rng = np.random.default_rng(options.seed)
@@ -229,7 +228,6 @@ def adapt_x2(net: LoadedNet, pairs: list[WaldPair], options: AdaptOptions, windo
 #: process by that much per product), so a batch worker running a year of scenes trains one copy, its
 #: weights and optimizer reset for each product; the adapted weights then go into a plain model of their own.
 _TRAINERS: dict[tuple, Any] = {}
-_TRAINING_LOCK = threading.Lock()  # one adaptation at a time per process: the copies are shared
 
 
 def _trainer(net: LoadedNet, learning_rate: float):
@@ -290,11 +288,12 @@ def with_adapted_weights(nets: Nets, weights: tuple[str, list[np.ndarray]] | Non
     if weights is None:
         return nets
     digest, arrays = weights
-    if digest not in _BUILT:
-        while len(_BUILT) >= _BUILT_MAX:
-            _BUILT.pop(next(iter(_BUILT)))
-        _BUILT[digest] = _with_weights(nets.x2, arrays)
-    return replace(nets, x2=_BUILT[digest])
+    with TF_CALLS:  # a cube's chunk tasks arrive in threads: one builds, the others take it
+        if digest not in _BUILT:
+            while len(_BUILT) >= _BUILT_MAX:
+                _BUILT.pop(next(iter(_BUILT)))
+            _BUILT[digest] = _with_weights(nets.x2, arrays)
+        return replace(nets, x2=_BUILT[digest])
 
 
 class _ReadOnce:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -412,11 +413,18 @@ def run_net(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+#: One TensorFlow call at a time per process: building a graph is not safe across threads (seen: a cube's
+#: Dask threads tracing one net for two chunk shapes at once failed inside ``tf.cast`` with AttributeError
+#: ``number_attr``), and a net already uses every core itself. Re-entrant: adaptation holds it around its
+#: training and calls nets inside it.
+TF_CALLS = threading.RLock()
+
+
 def _run_once(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
     scale = net.manifest.divide_by
     batch = [np.ascontiguousarray(a.transpose(1, 2, 0)[None] / scale, dtype=np.float32) for a in inputs]
     import keras
 
-    with keras.device(net.device):
+    with TF_CALLS, keras.device(net.device):
         out = net.model.predict_on_batch(batch)  # compiled: about 1.8x the eager call's speed on the CPU
     return np.asarray(out)[0].transpose(2, 0, 1) * scale
