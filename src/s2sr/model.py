@@ -134,6 +134,13 @@ DEFAULT_PRECISION = "auto"
 MIXED_BF16 = "mixed_bfloat16"
 
 
+#: One TensorFlow call at a time per process: building a graph is not safe across threads (seen: a cube's
+#: Dask threads tracing one net for two chunk shapes at once failed inside ``tf.cast`` with AttributeError
+#: ``number_attr``), and a net already uses every core itself. Held by every net call and every model build
+#: (Keras traces a graph to build one); re-entrant: adaptation holds it around its training and builds inside it.
+TF_CALLS = threading.RLock()
+
+
 def build_dsen2(scale: int, arch: Architecture, precision: str = "float32") -> Any:
     """The DSen2 net: concatenated inputs, conv, residual blocks, conv, plus the upsampled target bands.
 
@@ -143,6 +150,11 @@ def build_dsen2(scale: int, arch: Architecture, precision: str = "float32") -> A
     float32. Measured on a real 1926 px L1C scene: a bfloat16 head (its input, reflectance rounded to 8 bits)
     doubles the distance to float32 (x2: 2.3 DN RMS instead of 1.2) to save 1.3 % of the work.
     """
+    with TF_CALLS:
+        return _build_dsen2(scale, arch, precision)
+
+
+def _build_dsen2(scale: int, arch: Architecture, precision: str) -> Any:
     import keras
     from keras import layers
 
@@ -411,13 +423,6 @@ def run_net(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
         out = _run_once(net, [a[:, lo:hi] for a in inputs])
         parts.append(out[:, top - lo : top - lo + bottom - top])
     return np.concatenate(parts, axis=1)
-
-
-#: One TensorFlow call at a time per process: building a graph is not safe across threads (seen: a cube's
-#: Dask threads tracing one net for two chunk shapes at once failed inside ``tf.cast`` with AttributeError
-#: ``number_attr``), and a net already uses every core itself. Re-entrant: adaptation holds it around its
-#: training and calls nets inside it.
-TF_CALLS = threading.RLock()
 
 
 def _run_once(net: LoadedNet, inputs: list[np.ndarray]) -> np.ndarray:
