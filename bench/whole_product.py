@@ -7,6 +7,7 @@ each stage (read, compute, write, finish COG, STAC Item), and the run's peak res
 
     python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N] [--device auto|cpu|gpu]
                                   [--memory-max 4G] [--precision float32 auto] [--concurrent]
+                                  [--sensor-model estimate|mtf|paper]
 
 By default the product runs once per precision, float32 then auto (bfloat16 where it is native), each in a
 fresh process, and the nets' and the whole product's ratio of auto against float32 are printed;
@@ -118,7 +119,8 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto", precision: str = "auto") -> dict:
+def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto", precision: str = "auto",
+        sensor_model: str = "estimate") -> dict:
     """One product run in this process; returns its figures."""
     import s2sr
     from s2sr.runner import StageTimes
@@ -141,9 +143,14 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
             last[0] = now
 
     s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, device=device, precision=precision,
-                              progress=progress, stage_times=times)
+                              progress=progress, stage_times=times, sensor_model=sensor_model)
     seconds = time.perf_counter() - start
+    import rasterio
+
     from s2sr.model import compute_device
+
+    with rasterio.open(output) as ds:
+        fusion = json.loads(ds.tags()["fusion"])
 
     return {
         "nets_on": compute_device(device, precision),
@@ -152,6 +159,7 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
         "peak_rss_gib": peak_rss_gib(),
         "peak_rss_tiling_gib": tiling_rss[0],
         "output_gib": output.stat().st_size / 2**30,
+        "fusion": fusion,
     }
 
 
@@ -165,6 +173,9 @@ def main() -> int:
     parser.add_argument("--precision", nargs="+", default=["float32", "auto"], choices=("auto", "float32", "bfloat16"),
                         help="precisions to run, one fresh process each, in this order (default: float32 auto)")
     parser.add_argument("--concurrent", action="store_true", help="run the precisions at the same time")
+    parser.add_argument("--sensor-model", default="estimate", choices=("estimate", "mtf", "paper"),
+                        help="the run's sensor model (default estimate; mtf: the documented blur, at which the x6 net "
+                             "runs at its full weight)")
     parser.add_argument("--child", nargs=2, metavar=("PRODUCT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from s2sr.pipeline import DEFAULT_TILE_SIZE
@@ -172,7 +183,7 @@ def main() -> int:
     tile_size = args.tile_size or DEFAULT_TILE_SIZE
     if args.child:
         print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size, args.device,
-                             args.precision[0])))
+                             args.precision[0], args.sensor_model)))
         return 0
     start = time.perf_counter()
     product = build(args.dir)
@@ -186,7 +197,8 @@ def main() -> int:
         cgroup = cgroups[precision]
         return subprocess.Popen(
             [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
-             "--tile-size", str(tile_size), "--device", args.device, "--precision", precision],
+             "--tile-size", str(tile_size), "--device", args.device, "--precision", precision,
+             "--sensor-model", args.sensor_model],
             stdout=subprocess.PIPE, text=True, preexec_fn=cgroup.enter if cgroup else None,
         )
 
@@ -203,7 +215,9 @@ def main() -> int:
             return False
         figures = runs[precision] = json.loads(out.strip().splitlines()[-1])
         total = figures["seconds"]
-        print(f"precision {precision}, nets: {figures['nets_on']}")
+        print(f"precision {precision}, nets: {figures['nets_on']}; sensor model {args.sensor_model}, net weights "
+              + ", ".join(f"{scale} {f['net_weight']:g}" for scale, f in figures["fusion"].items())
+              + " (at weight 0 a net does not run)")
         print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "
               f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB)")
         for stage, seconds in figures["stages"].items():

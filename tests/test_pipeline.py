@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,29 @@ def test_tiled_output_equals_untiled_with_adaptation(build_product, tiny_weights
     with rasterio.open(tiled) as t, rasterio.open(untiled) as u:
         assert json.loads(t.tags()["adaptation"])[0]["kept"]
         np.testing.assert_array_equal(t.read(), u.read())
+
+
+def test_the_x6_net_runs_at_the_weight_of_the_products_blur(build_product, tiny_weights_on_regression, tmp_path,
+                                                             monkeypatch):
+    """A manifest's per-blur weight is read at the blur the run assumes: a product whose 60 m bands are sharp gets
+    the regression alone, its x6 net not run; the weight used is recorded in the tags and the STAC Item."""
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights_on_regression, weights)
+    manifest = json.loads((weights / "dsen2_x6.json").read_text())
+    manifest["fusion"] = {"net_weight_by_blur": {"sigma_px": [0.5, 2.0], "net_weight": [0.0, 1.0]}, "projection_steps": 1}
+    (weights / "dsen2_x6.json").write_text(json.dumps(manifest))
+    ran = []
+    run_net = inference.run_net
+    monkeypatch.setattr(inference, "run_net", lambda net, inputs: ran.append(net.manifest.scale) or run_net(net, inputs))
+    product = build_product(size=240)
+    for sensor_model, weight in (("paper", 0.0), ("mtf", 1.0)):  # B1, B9 sigma 1/6 px; 2.2 and 2.3 px
+        ran.clear()
+        out = _run(product, tmp_path / f"{sensor_model}.tif", weights, sensor_model=sensor_model, adapt_steps=0)
+        with rasterio.open(out) as ds:
+            used = json.loads(ds.tags()["fusion"])
+        assert used["x6"] == {"net_weight": weight, "projection_steps": 1}
+        assert (6 in ran) == (weight > 0), sensor_model
+        assert json.loads(out.with_suffix(".json").read_text())["properties"]["s2sr:fusion"] == used
 
 
 def test_no_adaptation_is_recorded_as_turned_off(build_product, tiny_weights, tmp_path):

@@ -75,6 +75,21 @@ def test_fusion_weights():
     assert Fusion.from_dict({"net_weight": 0.5, "chosen_on": ["x"]}) == Fusion(0.5)
 
 
+def test_a_weight_by_blur_is_read_at_the_products_blur():
+    table = Fusion(projection_steps=1, by_blur=((0.2, 0.0), (1.2, 0.6), (2.2, 1.0)))
+    assert table.at_blur(0.1) == Fusion(0.0, 1)  # sharper than the table: its first weight
+    assert table.at_blur(0.7) == Fusion(0.3, 1)  # linear between the pairs
+    assert table.at_blur(1.7) == Fusion(0.8, 1)
+    assert table.at_blur(3.0) == Fusion(1.0, 1)  # blurrier: its last
+    assert Fusion(0.5).at_blur(2.0) == Fusion(0.5)  # a single weight holds at every blur
+    raw = table.to_dict()
+    assert "net_weight" not in raw and Fusion.from_dict({**raw, "chosen_on": ["x"]}) == table
+    assert table.describe() == "net weight by blur 0 at 0.2 px, 0.6 at 1.2 px, 1 at 2.2 px, 1 projection step"
+    for bad in (((1.0, 0.5), (0.5, 0.2)), ((0.5, 1.5),)):
+        with pytest.raises(ValueError, match="sigma ascending"):
+            Fusion(by_blur=bad)
+
+
 def test_output_of_a_real_crop_reproduces_its_input_bands(shared_data):
     """Degrading s2sr's output of a real L1C crop gives back the 20 m and 60 m bands it was made from."""
     with np.load(shared_data / "training-crops" / "hvn2_S2S_UCNN_australia.npz") as z:

@@ -3,13 +3,14 @@ import json
 import numpy as np
 
 from s2sr.pairs import GAIN_RANGE
+from s2sr.refine import Fusion
 from s2sr.resample import block_mean, degrade
 from s2sr.sample import SampleSpec, _reflectance
-from s2sr.training import metrics
+from s2sr.training import evaluate, metrics
 from s2sr.training.evaluate import pick_net_weight
 from s2sr.training.sources import make_scene
 from s2sr.training.train import TrainConfig, train
-from s2sr.training.wald import BLUR_RANGE, draw_blur, protocol_blur, sample_patches, wald_pair
+from s2sr.training.wald import BLUR_RANGE, blended_blur, draw_blur, protocol_blur, sample_patches, wald_pair
 
 
 def _scene(name, size=216, seed=0):
@@ -135,6 +136,36 @@ def test_pick_net_weight_honours_the_floor_and_falls_back_to_the_least_weight():
     assert pick_net_weight(ratios, floor=0.1) == 0.1  # the net must run: at the least weight allowed
     ties = {"paper": {0.0: 0.3, 0.1: 0.3, 0.25: 0.3}, "sensor": {0.0: 0.3, 0.1: 0.3, 0.25: 0.3}}
     assert pick_net_weight(ties, floor=0.1) == 0.1
+
+
+def test_blended_blurs_run_from_the_papers_kernel_to_the_documented_mtf():
+    paper, sensor, half = protocol_blur(6, "paper"), protocol_blur(6, "sensor"), blended_blur(6, 0.5)
+    assert blended_blur(6, 0.0) == paper and blended_blur(6, 1.0) == sensor
+    assert all(half[b] == (paper[b] + sensor[b]) / 2 for b in paper)
+
+
+def test_the_x6_weight_is_chosen_per_blur_and_written_into_the_manifest(tiny_weights, tmp_path, monkeypatch):
+    """At each blur the weight with the lowest pooled ratio, 0 (no net) allowed; the table and every figure
+    behind it go into the manifest, and the run reads the table at its blur."""
+    import shutil
+
+    for path in tiny_weights.glob("dsen2_x6.*"):
+        shutil.copy(path, tmp_path / path.name)
+    best = {0.0: 0.0, 0.25: 0.1, 0.5: 0.5, 0.75: 1.0, 1.0: 1.0}  # the weight each blur share should win with
+
+    def ratios(scenes, scale, weights_dir, candidates, kernel="paper", blur=None):
+        share = min(best, key=lambda t: abs(np.mean([blended_blur(6, t)[b] for b in ("B1", "B9")])
+                                            - np.mean([blur[b] for b in ("B1", "B9")])))
+        return {m.name: 0.3 + abs(m.overrides[0][1].net_weight - best[share]) for m in candidates}
+
+    monkeypatch.setattr(evaluate, "_pooled_ratios", ratios)
+    chosen = evaluate.choose_fusion([_scene("selection")], tmp_path, scales=(6,))[6]
+    assert [w for _, w in chosen.by_blur] == [0.0, 0.1, 0.5, 1.0, 1.0]
+    sigmas = [s for s, _ in chosen.by_blur]
+    assert sigmas[0] == round(1 / 6, 3) and sigmas == sorted(sigmas)
+    written = json.loads((tmp_path / "dsen2_x6.json").read_text())["fusion"]
+    assert Fusion.from_dict(written) == chosen and len(written["pooled_ratio_by_blur_and_net_weight"]) == 5
+    assert chosen.at_blur(0.1).net_weight == 0.0 and chosen.at_blur(3.0).net_weight == 1.0
 
 
 def test_a_pair_for_a_net_refining_the_regression_carries_its_detail_and_keeps_bicubic_as_the_baseline():

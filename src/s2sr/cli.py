@@ -253,7 +253,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from .model import default_weights_dir
 
         chosen = choose_fusion(scenes, weights_dir or default_weights_dir(), _log, tuple(args.scale))
-        _log("chose " + ", ".join(f"x{s}: net weight {f.net_weight}, {f.projection_steps} projection step" for s, f in chosen.items()))
+        _log("chose " + "; ".join(f"x{s}: {f.describe()}" for s, f in chosen.items()))
         return 0
     from .model import compute_device
 

@@ -141,10 +141,18 @@ class Nets:
     adaptation: tuple = ()  # what run-time adaptation did to these nets (``adapt.Adaptation`` per net)
 
     def fusion(self, scale: int) -> Fusion:
-        """The manifest's fusion for a scale (or an override), the projection dropped without consistency."""
+        """The manifest's fusion for a scale (or an override) at the sensor model's blur of its bands, the
+        projection dropped without consistency."""
         net = self.x2 if scale == 2 else self.x6
         fusion = dict(self.overrides).get(scale) or Fusion.from_dict(net.manifest.fusion if net else None)
+        fusion = fusion.at_blur(float(np.mean(self.sensor.sigmas(BANDS_20M if scale == 2 else BANDS_60M))))
         return fusion if self.consistency else replace(fusion, projection_steps=0)
+
+    def fusion_record(self) -> dict[str, dict]:
+        """The fusion each scale ran with (a manifest's per-blur weight taken at this product's blur), for the
+        output's tags and STAC Item."""
+        scales = (2, 6) if self.x6 is not None else (2,)
+        return {f"x{s}": self.fusion(s).to_dict() for s in scales}
 
     def sigma(self, scale: int) -> float:
         """The widest blur of a scale's bands: what the borders are sized for."""

@@ -180,6 +180,7 @@ def _output_tags(located: Product, nets: Nets) -> dict[str, str]:
         "reflectance": "DN x 0.0001 (offsets of baseline 04.00+ removed)",
         "sensor_model": json.dumps(nets.sensor.to_dict()),
         "adaptation": json.dumps([a.to_dict() for a in nets.adaptation]),
+        "fusion": json.dumps(nets.fusion_record()),
     }
 
 

@@ -36,20 +36,53 @@ class Fusion:
     """How one scale's output is made: ``net_weight`` x net + (1 - net_weight) x regression, then projected
     (``projection_steps`` times; 0 turns the consistency step off).
 
+    ``by_blur``: ``(sigma, net_weight)`` pairs, sigma ascending: the weight as a function of the product's blur
+    (the sensor model's mean sigma of the scale's bands, fine pixels), linear between the pairs and constant
+    beyond them. A net helps only where the product is blurred as it learnt; a product whose coarse bands are
+    sharp gets the regression alone (:meth:`at_blur`). Empty: ``net_weight`` at every blur.
+
     Travels in the weights manifest (``fusion``), chosen on selection scenes, never on test scenes.
     """
 
     net_weight: float = 1.0
     projection_steps: int = 1
+    by_blur: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self):
+        sigmas = [s for s, _ in self.by_blur]
+        if sigmas != sorted(sigmas) or any(not 0 <= w <= 1 for _, w in self.by_blur):
+            raise ValueError(f"by_blur must hold (sigma, weight) pairs, sigma ascending, weight in [0, 1]: {self.by_blur}")
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> Fusion:
         """From a manifest's ``fusion`` (which also records how it was chosen); missing keys take defaults."""
         raw = raw or {}
+        table = raw.get("net_weight_by_blur")
+        if table:  # the table replaces the single weight
+            by_blur = tuple(zip(table["sigma_px"], table["net_weight"], strict=True))
+            return cls(projection_steps=raw.get("projection_steps", 1), by_blur=by_blur)
         return cls(**{k: raw[k] for k in ("net_weight", "projection_steps") if k in raw})
 
     def to_dict(self) -> dict:
-        return {"net_weight": self.net_weight, "projection_steps": self.projection_steps}
+        if not self.by_blur:
+            return {"net_weight": self.net_weight, "projection_steps": self.projection_steps}
+        return {"net_weight_by_blur": {"sigma_px": [s for s, _ in self.by_blur], "net_weight": [w for _, w in self.by_blur]},
+                "projection_steps": self.projection_steps}
+
+    def describe(self) -> str:
+        """E.g. ``net weight 0.75, 1 projection step``, or the weight at each blur of a table."""
+        if self.by_blur:
+            weight = "net weight by blur " + ", ".join(f"{w:g} at {s:g} px" for s, w in self.by_blur)
+        else:
+            weight = f"net weight {self.net_weight:g}"
+        return f"{weight}, {self.projection_steps} projection step{'s' if self.projection_steps != 1 else ''}"
+
+    def at_blur(self, sigma: float) -> Fusion:
+        """The fixed fusion of a product whose bands of this scale are blurred by ``sigma`` (fine pixels)."""
+        if not self.by_blur:
+            return self
+        sigmas, weights = zip(*self.by_blur, strict=True)
+        return Fusion(round(float(np.interp(sigma, sigmas, weights)), 4), self.projection_steps)
 
 
 #: Radius (coarse pixels) of the filter that inverts degrade-after-upsample in one projection step.

@@ -73,6 +73,7 @@ def stage_output_item(
         resolution = abs(ds.transform.a)
         sensor_model = ds.tags().get("sensor_model")
         adaptation = ds.tags().get("adaptation")
+        fusion = ds.tags().get("fusion")
     geometry, bbox = as_feature_geometry(footprint) if footprint is not None else (None, None)
     item = {
         "type": "Feature",
@@ -97,6 +98,7 @@ def stage_output_item(
             "s2sr:weights": [{"name": w.name, "sha256": w.sha256, "fusion": w.fusion} for w in weights],
             **({"s2sr:sensor_model": json.loads(sensor_model)} if sensor_model else {}),
             **({"s2sr:adaptation": json.loads(adaptation)} if adaptation else {}),
+            **({"s2sr:fusion": json.loads(fusion)} if fusion else {}),
             **({"s2sr:masks": masks["status"]} if masks else {}),
         },
         "links": [{"rel": "derived_from", "href": _href(source, tif), "title": source_name}],

@@ -26,13 +26,16 @@ from ..sensor import PROTOCOLS
 from ..tiling import Window
 from .metrics import summary
 from .sources import Scene, make_scene
-from .wald import degrade_group, protocol_blur
+from .wald import blended_blur, degrade_group, protocol_blur
 
 METRICS = ("rmse", "sre", "sam", "uiq", "ergas")
 MIN_X6_SIDE = 400
 NET_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.6, 0.75, 1.0)
-#: The product runs both DSen2 nets: at x6 a weight of 0 (no net) is measured and reported, not chosen.
-MIN_CHOSEN_WEIGHT = {2: 0.0, 6: 0.1}
+#: Scales whose net weight is chosen per blur (``Fusion.by_blur``): at x6 the paper's kernel (sigma 1/6, almost
+#: a box) and the documented MTF (sigma 2.2 - 2.3) are far apart, and the net helps only towards the latter.
+BY_BLUR_SCALES = (6,)
+#: Where between the paper's kernel (0) and the documented MTF (1) a per-blur weight is chosen.
+BLUR_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,13 @@ class Row:
     kernel: str = "paper"  # the degradation protocol (``s2sr.sensor.PROTOCOLS``)
 
 
-def wald_inputs(scene: Scene, scale: int, kernel: str = "paper") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def wald_inputs(scene: Scene, scale: int, kernel: str = "paper", blur: dict[str, float] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Degraded 10, 20 and 60 m stacks as a product would hold them, and the real target; None if too small.
 
     ``kernel``: the blur of the degradation, the paper's (sigma 1/scale for every band) or each band's own
-    documented MTF (``sensor``), as training degrades them (:func:`.wald.protocol_blur`).
+    documented MTF (``sensor``), as training degrades them (:func:`.wald.protocol_blur`); ``blur``, each band's
+    sigma, replaces it.
     """
     if scale == 6 and min(scene.size10) < MIN_X6_SIDE:
         return None
@@ -79,7 +84,7 @@ def wald_inputs(scene: Scene, scale: int, kernel: str = "paper") -> tuple[np.nda
         return None
     im10, im20, im60 = scene.im10[:, :h, :w], scene.im20[:, : h // 2, : w // 2], scene.im60[:, : h // 6, : w // 6]
     target = im20 if scale == 2 else im60
-    blur = protocol_blur(scale, kernel)
+    blur = blur or protocol_blur(scale, kernel)
     return (degrade_group(im10, scale, BANDS_10M, blur), degrade_group(im20, scale, BANDS_20M, blur),
             degrade_group(im60, scale, BANDS_60M, blur), target)
 
@@ -97,12 +102,12 @@ def _sums(pred: np.ndarray, target: np.ndarray) -> dict:
 
 def predict(
     scene: Scene, scale: int, method: Method, weights_dir: Path | None = None, kernel: str = "paper",
-    precision: str = "float32",
+    precision: str = "float32", blur: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(prediction, target) of one method for one scene at one scale under one degradation kernel, through the
     product's array path, the nets in ``precision`` (float32 by default: the reference; ``auto`` or
-    ``bfloat16`` to judge bfloat16 by it)."""
-    inputs = wald_inputs(scene, scale, kernel)
+    ``bfloat16`` to judge bfloat16 by it). ``blur`` (each band's sigma) replaces the kernel's."""
+    inputs = wald_inputs(scene, scale, kernel, blur)
     if inputs is None:
         return None
     b10, b20, b60, target = inputs
@@ -200,32 +205,64 @@ def pick_net_weight(ratios: dict[str, dict[float, float]], floor: float = 0.0) -
 def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], None] = lambda s: None,
                   scales: tuple[int, ...] = (2, 6)) -> dict[int, Fusion]:
     """Per scale, the net weight with the lowest pooled RMSE ratio on ``scenes`` (the selection split, never the
-    test split), averaged over both degradation kernels (a weight tuned to one kernel is not chosen) and no
-    worse than the regression alone under either (:func:`pick_net_weight`), projection on; written into the
-    manifests in ``weights_dir``."""
+    test split), projection on, written into the manifests in ``weights_dir``.
+
+    x2: one weight, averaged over both degradation kernels (a weight tuned to one kernel is not chosen) and no
+    worse than the regression alone under either (:func:`pick_net_weight`). x6 (``BY_BLUR_SCALES``): one
+    weight per blur, at ``BLUR_SHARES`` of the way from the paper's kernel to the documented MTF, keyed by the
+    mean sigma of the scale's bands there; a run takes the weight at the blur it measures on its product.
+    """
     chosen = {}
     for scale in scales:
         candidates = [Method(f"w{w}", ((scale, Fusion(w, 1)),)) for w in NET_WEIGHTS]
-        rows = evaluate_scenes(scenes, (scale,), weights_dir, (BICUBIC, *candidates))
-        everything = [replace(r, level="selection") for r in rows]
-        pooled = {(r.kernel, r.method): r.metrics["rmse"] for r in pooled_rows(everything)}
-        if not pooled:
-            raise ValueError(f"x{scale}: no selection scene is large enough")
-        by_kernel = {k: {m.name: pooled[(k, m.name)] / pooled[(k, BICUBIC.name)] for m in candidates} for k in PROTOCOLS}
-        weight = pick_net_weight({k: {m.overrides[0][1].net_weight: by_kernel[k][m.name] for m in candidates}
-                                  for k in PROTOCOLS}, MIN_CHOSEN_WEIGHT[scale])
-        chosen[scale] = Fusion(weight, 1)
-        for k in PROTOCOLS:
-            log(f"x{scale}, {k} kernel: pooled ratio by net weight " + ", ".join(f"{n[1:]}: {v:.3f}" for n, v in by_kernel[k].items()))
+        weight_of = {m.name: m.overrides[0][1].net_weight for m in candidates}
+        bands = BANDS_20M if scale == 2 else BANDS_60M
+        if scale in BY_BLUR_SCALES:
+            by_blur, record = [], {}
+            for share in BLUR_SHARES:
+                blur = blended_blur(scale, share)
+                ratios = _pooled_ratios(scenes, scale, weights_dir, candidates, blur=blur)
+                sigma = round(float(np.mean([blur[b] for b in bands])), 3)
+                best = min(ratios, key=lambda n: (round(ratios[n], 4), weight_of[n]))
+                by_blur.append((sigma, weight_of[best]))
+                record[f"{sigma}"] = {n[1:]: round(v, 4) for n, v in ratios.items()}
+                log(f"x{scale}, blur {sigma} px ({share:.2f} of the way to the MTF): pooled ratio by net weight "
+                    + ", ".join(f"{n[1:]}: {v:.3f}" for n, v in ratios.items()))
+            chosen[scale] = Fusion(projection_steps=1, by_blur=tuple(by_blur))
+            how = {"blur_shares": list(BLUR_SHARES), "pooled_ratio_by_blur_and_net_weight": record}
+        else:
+            by_kernel = {k: _pooled_ratios(scenes, scale, weights_dir, candidates, kernel=k) for k in PROTOCOLS}
+            weight = pick_net_weight({k: {weight_of[n]: v for n, v in by_kernel[k].items()} for k in PROTOCOLS})
+            chosen[scale] = Fusion(weight, 1)
+            for k in PROTOCOLS:
+                log(f"x{scale}, {k} kernel: pooled ratio by net weight "
+                    + ", ".join(f"{n[1:]}: {v:.3f}" for n, v in by_kernel[k].items()))
+            how = {"kernels": list(PROTOCOLS),
+                   "pooled_ratio_by_net_weight": {k: {n[1:]: round(v, 4) for n, v in by_kernel[k].items()}
+                                                  for k in PROTOCOLS}}
         path = weights_dir / f"dsen2_x{scale}.json"
         raw = json.loads(path.read_text())
         raw["fusion"] = {**chosen[scale].to_dict(), "chosen_on": sorted({s.name for s in scenes}),
-                         "kernels": list(PROTOCOLS),
                          "adaptation": {"steps": AdaptOptions().steps, "learning_rate": AdaptOptions().learning_rate,
-                                        "interpolation": AdaptOptions().interpolation},
-                         "pooled_ratio_by_net_weight": {k: {n[1:]: round(v, 4) for n, v in by_kernel[k].items()} for k in PROTOCOLS}}
+                                        "interpolation": AdaptOptions().interpolation}, **how}
         path.write_text(json.dumps(raw, indent=2) + "\n")
     return chosen
+
+
+def _pooled_ratios(scenes: list[Scene], scale: int, weights_dir: Path, candidates: list[Method], kernel: str = "paper",
+                   blur: dict[str, float] | None = None) -> dict[str, float]:
+    """Each candidate's RMSE over every selection pixel, relative to bicubic's, under one degradation."""
+    sq = {m.name: 0.0 for m in (BICUBIC, *candidates)}
+    for scene in scenes:
+        for method in (BICUBIC, *candidates):
+            got = predict(scene, scale, method, weights_dir, kernel, blur=blur)
+            if got is None:
+                break
+            pred, target = got
+            sq[method.name] += _sums(pred, target)["sq"]
+    if not sq[BICUBIC.name]:
+        raise ValueError(f"x{scale}: no selection scene is large enough")
+    return {m.name: float(np.sqrt(sq[m.name] / sq[BICUBIC.name])) for m in candidates}
 
 
 def scene_from_npz(path: Path) -> Scene:

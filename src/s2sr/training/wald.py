@@ -24,7 +24,7 @@ from ..resample import upsample
 from ..sensor import protocol_sigma
 from .sources import LevelDownScene, Scene
 
-__all__ = ["BLUR_RANGE", "OFFSET_RANGE", "WaldPair", "bicubic_baseline", "degrade_group", "draw_blur", "protocol_blur",
+__all__ = ["BLUR_RANGE", "OFFSET_RANGE", "WaldPair", "bicubic_baseline", "blended_blur", "degrade_group", "draw_blur", "protocol_blur",
            "sample_patches", "wald_pair"]
 
 
@@ -41,6 +41,13 @@ def draw_blur(rng: np.random.Generator, scale: int) -> dict[str, float]:
 def protocol_blur(scale: int, protocol: str) -> dict[str, float]:
     """Every band's blur under a kernel protocol (``paper`` or ``sensor``)."""
     return {b: protocol_sigma(b, scale, protocol) for b in BANDS_10M + BANDS_20M + BANDS_60M}
+
+
+def blended_blur(scale: int, share: float) -> dict[str, float]:
+    """Every band's blur ``share`` of the way from the paper's kernel (0) to its documented MTF kernel (1): the
+    blurs between the two protocols, at which a fusion weight is chosen per blur."""
+    paper, sensor = protocol_blur(scale, "paper"), protocol_blur(scale, "sensor")
+    return {b: (1 - share) * paper[b] + share * sensor[b] for b in paper}
 
 
 def wald_pair(scene: Scene | LevelDownScene, scale: int, blur: dict[str, float] | None = None,
