@@ -120,10 +120,15 @@ def _rounded(v: float | None) -> float | None:
 def pair_blur(sensor: SensorModel) -> dict[str, float]:
     """Each band's blur one level down (sigma in its own pixels), by scale invariance: a 20 m band keeps the
     blur the sensor model gives it on the 10 m grid; a 10 m band, which the model does not cover, takes its
-    documented MTF blur scaled as the red-edge bands' blur differs from theirs."""
-    red_edge = BANDS_20M[:4]
-    ratio = np.mean([sensor.kernel(b).sigma for b in red_edge]) / np.mean([mtf_sigma(b, 2) for b in red_edge])
-    blur = {b: float(mtf_sigma(b, 2) * ratio) for b in BANDS_10M}
+    documented MTF blur.
+
+    The 10 m bands' own blur cannot be read off the product: the model measures each 20 m band's blur
+    relative to the 10 m bands, and a sharper 10 m band with a sharper 20 m band measure the same as a
+    blurrier pair. An earlier rule scaled the documented 10 m blur by the red-edge estimate's ratio to the
+    documented red edge; that ratio stays near 1 under both protocols, and on the selection scenes the
+    documented blur alone adapted better under the sensor's kernel and the decimated tile's paper figure
+    (``docs/how-it-works.md``, *Adaptation*)."""
+    blur = {b: float(mtf_sigma(b, 2)) for b in BANDS_10M}
     blur.update({b: sensor.kernel(b).sigma for b in BANDS_20M})
     return blur
 
