@@ -125,7 +125,7 @@ def pair_blur(sensor: SensorModel) -> dict[str, float]:
     The 10 m bands' own blur cannot be read off the product: the model measures each 20 m band's blur
     relative to the 10 m bands, and a sharper 10 m band with a sharper 20 m band measure the same as a
     blurrier pair. An earlier rule scaled the documented 10 m blur by the red-edge estimate's ratio to the
-    documented red edge; that ratio stays near 1 under both protocols, and on the selection scenes the
+    documented red edge; that ratio came out near 0.9 under both protocols, and on the selection scenes the
     documented blur alone adapted better under the sensor's kernel and the decimated tile's paper figure
     (``docs/how-it-works.md``, *Adaptation*)."""
     blur = {b: float(mtf_sigma(b, 2)) for b in BANDS_10M}
