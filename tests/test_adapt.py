@@ -42,13 +42,31 @@ def test_window_pairs_are_x2_pairs_on_the_20m_grid_with_nodata_left_out():
     b10, b20, _ = _arrays(240)
     b10[:, :, :40] = 0  # a swath edge: nodata in the 10 m bands
     read = _reader(b10, b20, None)
-    pairs = window_pairs(read, [Window(0, 0, 240, 240)], SensorModel.documented(), AdaptOptions())
-    (pair,) = pairs
+    (pair,) = window_pairs(read, [Window(0, 0, 240, 240)], SensorModel.documented(), AdaptOptions(pair_blurs=("product",)))
     m = AdaptOptions().margin
     assert [a.shape for a in pair.inputs] == [(4, 120 - 2 * m, 120 - 2 * m), (6, 120 - 2 * m, 120 - 2 * m)]
     assert pair.target.shape == (6, 120 - 2 * m, 120 - 2 * m)
     # 20 m pixels over 10 m nodata, and the one beside them that the blur reaches, are left out
     assert not pair.usable[:, : 21 - m].any() and pair.usable[:, 21 - m :].all()
+
+
+def test_each_window_gives_one_pair_per_blur_same_target_other_inputs():
+    b10, b20, _ = _arrays(240)
+    read = _reader(b10, b20, None)
+    windows = [Window(0, 0, 120, 120), Window(120, 120, 120, 120)]
+    pairs = window_pairs(read, windows, SensorModel.documented(), AdaptOptions())
+    assert AdaptOptions().pair_blurs == ("product", "paper")
+    assert [p.name for p in pairs] == ["window 0,0, product blur", "window 0,0, paper blur",
+                                       "window 120,120, product blur", "window 120,120, paper blur"]
+    product, paper = pairs[:2]
+    np.testing.assert_array_equal(product.target, paper.target)
+    np.testing.assert_array_equal(product.usable, paper.usable)
+    # the paper's kernel (sigma 1/2) is narrower than every band's documented MTF: its inputs keep more detail
+    for sharp, blurred in zip(paper.inputs, product.inputs, strict=True):
+        assert np.abs(np.diff(sharp, axis=-1)).mean() > np.abs(np.diff(blurred, axis=-1)).mean()
+    assert pair_blur(SensorModel.documented(), "paper") == {b: 0.5 for b in pair_blur(SensorModel.documented())}
+    with pytest.raises(ValueError, match="pair blur must be 'product' or 'paper', got 'box'"):
+        pair_blur(SensorModel.documented(), "box")
 
 
 def test_adaptation_is_kept_when_it_fits_the_held_back_pairs_better_and_is_deterministic(tiny_weights):
@@ -100,6 +118,12 @@ def test_too_small_or_empty_products_fall_back_with_the_reason(tiny_weights):
     b20[:] = 0  # no 20 m data at all
     empty = adapt_nets(nets, _reader(b10, b20, None), 240, 240, AdaptOptions())
     assert not empty.adaptation[0].kept and "too few usable pixels" in empty.adaptation[0].reason
+    b10, b20, _ = _arrays(144)  # one window: 784 held-back pixels, fewer than the guard needs, however many blurs
+    few = adapt_nets(nets, _reader(b10, b20, None), 144, 144, AdaptOptions(min_patches=1, patch=16))
+    one = adapt_nets(nets, _reader(b10, b20, None), 144, 144, AdaptOptions(min_patches=1, patch=16, pair_blurs=("product",)))
+    assert not few.adaptation[0].kept and "too few usable pixels" in few.adaptation[0].reason  # ... counted once
+    assert few.adaptation[0].heldout_pixels == one.adaptation[0].heldout_pixels < AdaptOptions().min_heldout
+    assert few.adaptation[0].train_pixels == one.adaptation[0].train_pixels
     off = adapt_nets(nets, _reader(b10, b20, None), 240, 240, AdaptOptions(steps=0))
     assert off.adaptation == (Adaptation(2, 0, 0, False, "turned off"),) and off.x2 is nets.x2
 

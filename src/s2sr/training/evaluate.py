@@ -244,7 +244,8 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
         raw = json.loads(path.read_text())
         raw["fusion"] = {**chosen[scale].to_dict(), "chosen_on": sorted({s.name for s in scenes}),
                          "adaptation": {"steps": AdaptOptions().steps, "learning_rate": AdaptOptions().learning_rate,
-                                        "interpolation": AdaptOptions().interpolation}, **how}
+                                        "interpolation": AdaptOptions().interpolation,
+                                        "pair_blurs": list(AdaptOptions().pair_blurs)}, **how}
         path.write_text(json.dumps(raw, indent=2) + "\n")
     return chosen
 
