@@ -191,13 +191,14 @@ def _heldout_sq(model, pair: WaldPair, divide_by: float, first: int) -> tuple[fl
     return float((err.astype(np.float64) ** 2).sum()), int(err.size)
 
 
-def heldout_rmse(model, pairs: list[WaldPair], divide_by: float, options: AdaptOptions) -> tuple[float, int]:
-    """RMSE (DN) of a model over the held-back rows of every pair, pooled, and the number of pixels."""
+def heldout_rmse(model, pairs: list[WaldPair], divide_by: float, options: AdaptOptions) -> float:
+    """RMSE (DN) of a model over the held-back rows of every pair, pooled (the pixel count the record gives is
+    each window's, counted once: :func:`adapt_x2`)."""
     sq, n = 0.0, 0
     for p in pairs:
         s, k = _heldout_sq(model, p, divide_by, _heldout_rows(p, options))
         sq, n = sq + s, n + k
-    return (float(np.sqrt(sq / n)) if n else float("nan")), n // len(BANDS_20M)
+    return float(np.sqrt(sq / n)) if n else float("nan")
 
 
 def _digest(weights: list[np.ndarray]) -> str:
@@ -228,7 +229,7 @@ def adapt_x2(net: LoadedNet, pairs: list[WaldPair], options: AdaptOptions, windo
     divide_by = net.manifest.divide_by
     with TF_CALLS, keras.device(net.device):  # also: one adaptation at a time, the training copies are shared
         trainer = _trainer(net, options.learning_rate)
-        before, _ = heldout_rmse(trainer, pairs, divide_by, options)
+        before = heldout_rmse(trainer, pairs, divide_by, options)
         rng = np.random.default_rng(options.seed)
         for _ in range(options.steps):
             xs, y = sample_patches(pairs, options.batch, options.patch, rng, origins=origins)
@@ -238,7 +239,7 @@ def adapt_x2(net: LoadedNet, pairs: list[WaldPair], options: AdaptOptions, windo
             share = np.float32(options.interpolation)
             weights = [s + share * (w - s) for s, w in zip(net.model.get_weights(), weights, strict=True)]
             trainer.set_weights(weights)
-        after, _ = heldout_rmse(trainer, pairs, divide_by, options)
+        after = heldout_rmse(trainer, pairs, divide_by, options)
     record = dict(heldout_rmse_before=before, heldout_rmse_after=after, train_pixels=train_pixels,
                   heldout_pixels=heldout, weights_sha256=_digest(weights))
     if not after < before:
