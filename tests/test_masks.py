@@ -308,7 +308,7 @@ def test_masks_off_and_a_previous_runs_masks_file_goes(build_product, tiny_weigh
     product = build_product(size=36)
     out, _ = _run_logged(product, tmp_path / "o.tif", tiny_weights)
     assert companion_path(out).is_file()
-    out, _ = _run_logged(product, tmp_path / "o.tif", tiny_weights, masks=False)  # no masks beside another run's bands
+    out, _ = _run_logged(product, tmp_path / "o.tif", tiny_weights, masks=False, overwrite=True)  # no masks beside another run's bands
     assert not companion_path(out).exists()
     assert json.loads(item_path(out).read_text())["properties"]["s2sr:masks"]["status"] == "off"
 
@@ -328,6 +328,10 @@ def test_read_mask_gives_the_written_masks_on_the_same_pixels(build_product, tin
     np.testing.assert_array_equal(window["scl"], _nearest(sample_masks(SampleSpec(size=120))["scl"], 2, 120)[11:31, 7:37])
     with pytest.raises(KeyError, match="masks hold scl, cloud_probability"):
         masks["cloud_mask"]
+    # a read-only Mapping, as users of a dict expect
+    assert "scl" in masks and "cloud_mask" not in masks and len(masks) == 2
+    assert list(masks) == list(masks.keys()) == ["scl", "cloud_probability"]
+    np.testing.assert_array_equal(dict(masks.items())["cloud_probability"], masks.data[1])
 
 
 def test_the_readmes_ndwi_example_runs(build_product, tmp_path, monkeypatch):

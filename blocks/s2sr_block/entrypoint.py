@@ -15,15 +15,15 @@ from pathlib import Path
 
 from s2sr.adapt import Adaptation
 from s2sr.bands import output_bands
-from s2sr.errors import AoiError, NoOutputError, S2srError, StorageError, exit_code_for
+from s2sr.errors import AoiError, NoOutputError, OutputExistsError
 from s2sr.masks import companion_path
 from s2sr.model import compute_device
 from s2sr.phases import reached
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
 from s2sr.stac_item import item_path
-from s2sr.storage import FIXES, check_folders, storage_faults
-from s2sr.terminal import Terminal, load_keras_quietly
+from s2sr.storage import check_folders, storage_faults
+from s2sr.terminal import Terminal, load_keras_quietly, run_at_edge
 
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
@@ -49,6 +49,9 @@ def run_block(
     aoi = params.aoi
     bands = output_bands(params.copy_original_bands)
     check_folders([(output_dir, 0, "the output folder"), (quicklook_dir, 0, "the quicklook folder")])  # writable
+    if not params.overwrite:
+        _refuse_earlier_outputs(output_dir, [f"{item.feature_id}/{p.name}_SR10m.tif" for item, p in zip(items, products, strict=True)])
+    load_keras_quietly(os.environ)  # the edge: TensorFlow's INFO lines off, once the inputs are checked
     log(f"nets: {compute_device(precision=params.precision)}")
     written: list[Path] = []
     made: list[Path] = []  # feature folders this run created
@@ -82,6 +85,7 @@ def run_block(
                     sensor_model=params.sensor_model,
                     masks=params.masks,
                     adapt_steps=params.adapt_steps,
+                    overwrite=params.overwrite,
                     warn=lambda message, label=label: log(f"{label}: {message}"),
                     progress=progress(label) if progress else None,
                     **extra,
@@ -130,27 +134,43 @@ def run_block(
     return data_json
 
 
+def _refuse_earlier_outputs(output_dir: Path, relatives: list[str]) -> None:
+    """An earlier run's data.json or outputs in ``output_dir`` are not replaced unless ``overwrite`` is set."""
+    from s2sr.preflight import check_output
+
+    data_json = output_dir / "data.json"
+    if data_json.exists():
+        raise OutputExistsError(f"{data_json} exists (an earlier run's output); set \"overwrite\": true in "
+                                "UP42_TASK_PARAMETERS to replace it, or give an empty output folder")
+    for relative in relatives:
+        try:
+            check_output(output_dir / relative)
+        except OutputExistsError as exc:
+            raise OutputExistsError(f"{exc}; set \"overwrite\": true in UP42_TASK_PARAMETERS to replace it") from None
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(prog="s2sr block", description="Run as the UP42 processing block.")
-    parser.add_argument("--input-dir", type=Path, default=Path("/tmp/input"))
-    parser.add_argument("--output-dir", type=Path, default=Path("/tmp/output"))
-    parser.add_argument("--quicklook-dir", type=Path, default=Path("/tmp/quicklooks"))
+    parser = argparse.ArgumentParser(
+        prog="s2sr block", description="Run as the UP42 processing block: super-resolve every product that "
+        "<input-dir>/data.json points at, write the GeoTIFFs, their STAC Items and masks, the quicklooks and "
+        "<output-dir>/data.json.",
+        epilog="Parameters come from the environment variable UP42_TASK_PARAMETERS, a JSON object, e.g. "
+        'UP42_TASK_PARAMETERS=\'{"bbox": [13.365, 52.49, 13.41, 52.52], "clip_to_aoi": true}\'; '
+        f"accepted keys: {', '.join(BlockParameters.defaults())} (UP42Manifest.json gives their defaults).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--input-dir", type=Path, default=Path("/tmp/input"), help="holds data.json and the products")
+    parser.add_argument("--output-dir", type=Path, default=Path("/tmp/output"), help="where outputs and data.json go")
+    parser.add_argument("--quicklook-dir", type=Path, default=Path("/tmp/quicklooks"), help="where the quicklooks go")
     parser.add_argument("--tile-size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     terminal = Terminal()
-    load_keras_quietly(os.environ)  # the edge: TensorFlow's INFO lines off before it loads
-    try:
+
+    def run() -> int:
         params = BlockParameters.from_json(environ.get("UP42_TASK_PARAMETERS"))
         run_block(params, args.input_dir, args.output_dir, args.quicklook_dir, terminal.log, args.tile_size,
                   terminal.progress)
-    except S2srError as exc:
-        terminal.log(f"error: {exc}")
-        return exit_code_for(exc)
-    except OSError as exc:
-        if exc.errno not in FIXES:
-            raise
-        terminal.log(f"error: cannot write {exc.filename or 'a file'}: {FIXES[exc.errno]}")  # one the library did not name
-        return exit_code_for(StorageError(exc.errno, str(exc)))
-    return 0
+        return 0
+
+    return run_at_edge(run, terminal.log)

@@ -31,6 +31,7 @@ class BlockParameters:
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate (per product), mtf, paper
     masks: bool = True  # the product's masks (SCL, cloud probability, cloud masks) beside each output
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (0: off)
+    overwrite: bool = False  # replace an earlier run's outputs in the output folder (else refused, exit 2)
 
     @property
     def aoi(self) -> Any:
@@ -64,7 +65,7 @@ class BlockParameters:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputParametersError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        for key in ("clip_to_aoi", "copy_original_bands", "masks"):
+        for key in ("clip_to_aoi", "copy_original_bands", "masks", "overwrite"):
             if key in raw and not isinstance(raw[key], bool):
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
         if "precision" in raw and raw["precision"] not in PRECISIONS:

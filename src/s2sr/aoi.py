@@ -113,6 +113,39 @@ def aoi_window(geom: Any, transform: Any, raster: Window, product: str = "produc
     return window
 
 
+def window_of_aoi(aoi: Aoi, crs: Any, transform: Any, raster: Window, product: str = "product") -> tuple[Any, Window]:
+    """The AOI in the product CRS and its window (``aoi_window``); an AOI that misses the product gets an
+    AoiError naming the product's WGS84 bounds, and saying so when the AOI's axes look swapped."""
+    geom = to_crs(aoi.geometry, crs)
+    try:
+        return geom, aoi_window(geom, transform, raster, product)
+    except AoiError:
+        raise AoiError(miss_message(aoi.geometry, _raster_wgs84(crs, transform, raster), product)) from None
+
+
+def miss_message(aoi_wgs84: Any, product_wgs84: Any, product: str) -> str:
+    """One line for an AOI that misses a product: both bounds in WGS84, and a hint when swapping the AOI's
+    longitude and latitude would make it fit (a ``[south, west, north, east]`` or lat/lon GeoJSON)."""
+    import shapely.ops
+
+    w, s, e, n = (round(v, 4) for v in aoi_wgs84.bounds)
+    pw, ps, pe, pn = (round(v, 4) for v in product_wgs84.bounds)
+    line = (f"the AOI [{w}, {s}, {e}, {n}] does not intersect {product}, which covers [{pw}, {ps}, {pe}, {pn}] "
+            "(west, south, east, north in WGS84 degrees)")
+    swapped = shapely.ops.transform(lambda x, y, z=None: (y, x), aoi_wgs84)
+    if swapped.intersects(product_wgs84):
+        return line + "; the AOI's longitude and latitude look swapped: give [west, south, east, north] as lon, lat"
+    return line + "; give an AOI inside the product's footprint"
+
+
+def _raster_wgs84(crs: Any, transform: Any, raster: Window) -> Any:
+    from shapely.geometry import box
+
+    x0, y0 = transform * (raster.col, raster.row)
+    x1, y1 = transform * (raster.col + raster.width, raster.row + raster.height)
+    return from_crs(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), crs)
+
+
 def inside_mask(geom: Any, transform: Any, window: Window) -> np.ndarray:
     """True for the pixels of ``window`` that the AOI touches."""
     from affine import Affine

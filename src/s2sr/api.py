@@ -10,6 +10,7 @@ import numpy as np
 from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, prepare_nets
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
 from .blur import DEFAULT_SENSOR_MODEL, sensor_model_for
+from .errors import InputParametersError
 from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
 from .model import DEFAULT_PRECISION
 from .sensor import SensorModel
@@ -27,14 +28,14 @@ class SuperResolved(NamedTuple):
 
 def _check_shapes(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None) -> tuple[int, int]:
     if b10.ndim != 3 or b10.shape[0] != len(BANDS_10M):
-        raise ValueError(f"b10 must have shape (4, H, W) for {','.join(BANDS_10M)}, got {b10.shape}")
+        raise InputParametersError(f"b10 must have shape (4, H, W) for {','.join(BANDS_10M)}, got {b10.shape}")
     _, h, w = b10.shape
     if h < 6 or w < 6 or h % 6 or w % 6:
-        raise ValueError(f"H and W must be multiples of 6 (at least 6), got {h} x {w}; crop or pad the arrays")
+        raise InputParametersError(f"H and W must be multiples of 6 (at least 6), got {h} x {w}; crop or pad the arrays")
     if b20.shape != (len(BANDS_20M), h // 2, w // 2):
-        raise ValueError(f"b20 must have shape (6, {h // 2}, {w // 2}) for {','.join(BANDS_20M)}, got {b20.shape}")
+        raise InputParametersError(f"b20 must have shape (6, {h // 2}, {w // 2}) for {','.join(BANDS_20M)}, got {b20.shape}")
     if b60 is not None and b60.shape != (len(BANDS_60M), h // 6, w // 6):
-        raise ValueError(f"b60 must have shape (2, {h // 6}, {w // 6}) for {','.join(BANDS_60M)}, got {b60.shape}")
+        raise InputParametersError(f"b60 must have shape (2, {h // 6}, {w // 6}) for {','.join(BANDS_60M)}, got {b60.shape}")
     return h, w
 
 

@@ -55,6 +55,7 @@ class BatchOptions:
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
     masks: bool = True  # the product's masks beside each output (``masks``)
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (``adapt``; 0: off)
+    overwrite: bool = False  # redo complete outputs and replace them; else they are skipped, other files refused
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,24 @@ class Record:
     warning: str | None = None  # written, but with a warning (a corrupt mask file: the bands without masks)
 
 
-def find_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Products named by ``inputs``: products themselves, folders searched (not recursively below a
-    product) for ``.SAFE`` directories, zips and STAC Items, and text files listing one input per line."""
-    from .stac import is_stac_item
+def find_inputs(inputs: list[str | Path]) -> list[Path | str]:
+    """Products named by ``inputs``: products themselves, http(s) URLs of STAC Items (kept as strings), folders
+    searched (not recursively below a product) for ``.SAFE`` directories, zips and STAC Items, and text files
+    listing one input per line."""
+    from .stac import is_stac_item, is_url
 
-    found: list[Path] = []
+    found: list[Path | str] = []
     for raw in inputs:
+        if isinstance(raw, str) and is_url(raw):  # a STAC Item read in place
+            found.append(raw)
+            continue
         path = Path(raw)
         if not path.exists():
             raise NoInputError(f"batch input {path} does not exist")
         if path.is_file() and path.suffix.lower() in (".txt", ".list"):
             lines = [line.strip() for line in path.read_text().splitlines()]
-            found += find_inputs([path.parent / line for line in lines if line and not line.startswith("#")])
+            found += find_inputs([line if is_url(line) else path.parent / line
+                                  for line in lines if line and not line.startswith("#")])
         elif path.is_dir() and path.suffix.upper() != ".SAFE" and not any(path.glob("MTD_MSIL*.xml")):
             for child in sorted(path.iterdir()):
                 if child.suffix.upper() == ".SAFE" or child.suffix.lower() == ".zip" or is_stac_item(child):
@@ -92,8 +98,7 @@ def find_inputs(inputs: list[str | Path]) -> list[Path]:
                     found += find_inputs([child])
         else:
             found.append(path)
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+    return list(dict.fromkeys(p if isinstance(p, str) else p.resolve() for p in found))
 
 
 def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
@@ -132,7 +137,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
             precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
-            adapt_steps=options.adapt_steps,
+            adapt_steps=options.adapt_steps, overwrite=options.overwrite,
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
                       warning="; ".join(warnings) or None)
@@ -173,7 +178,7 @@ def run_batch(
     records: dict[str, Record] = {}
     todo = []
     for product in products:
-        done = _complete_output(product, output_dir, bands)
+        done = None if options.overwrite else _complete_output(product, output_dir, bands)
         if done is not None:
             records[str(product)] = Record(str(product), "skipped", str(done))
         else:

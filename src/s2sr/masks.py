@@ -27,14 +27,14 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .aoi import Aoi, aoi_window, inside_mask, to_crs
+from .aoi import Aoi, inside_mask, window_of_aoi
 from .errors import AoiError, MaskError, ProductError
 from .metadata import Product, parse_xml
 from .product import ProductReader, open_product
@@ -313,10 +313,13 @@ class MaskReader:
 # -- the library function
 
 
-@dataclass(frozen=True)
-class Masks:
-    """A product's masks over a window of its 10 m grid: ``data`` (layers, h, w) uint8, one band per layer
-    (``masks["scl"]``), georeferenced by ``transform`` and ``crs``; ``window`` in 10 m pixels of the product."""
+@dataclass(frozen=True, eq=False)
+class Masks(Mapping):
+    """A product's masks over a window of its 10 m grid: ``data`` (layers, h, w) uint8, one band per layer,
+    georeferenced by ``transform`` and ``crs``; ``window`` in 10 m pixels of the product.
+
+    A read-only mapping of layer name to its (h, w) array, as users of a dict expect: ``masks["scl"]``,
+    ``"scl" in masks``, ``list(masks)``, ``masks.keys()``, ``masks.items()``, ``len(masks)``."""
 
     data: np.ndarray
     layers: tuple[Layer, ...]
@@ -332,6 +335,12 @@ class Masks:
         if name not in self.names:
             raise KeyError(f"no {name!r} layer; this product's masks hold {', '.join(self.names)}")
         return self.data[self.names.index(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.layers)
 
 
 def read_mask(product: str | Path, area: Any = None, *, clip_to_aoi: bool = True) -> Masks:
@@ -355,8 +364,7 @@ def read_mask(product: str | Path, area: Any = None, *, clip_to_aoi: bool = True
             if window.intersection(reader.raster) != window or window.height < 1 or window.width < 1:
                 raise AoiError(f"window {area} is not inside the {grid.width}x{grid.height} px grid of {located.name}")
         else:
-            geom = to_crs(Aoi.parse(area).geometry, reader.crs)
-            window = aoi_window(geom, reader.transform, reader.raster, located.name)
+            geom, window = window_of_aoi(Aoi.parse(area), reader.crs, reader.transform, reader.raster, located.name)
             inside = inside_mask(geom, reader.transform, window) if clip_to_aoi else None
     if not located.mask_paths:
         raise MaskError(f"{located.name} carries no mask s2sr reads ({_none_reason(located)})")

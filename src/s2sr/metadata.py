@@ -34,7 +34,7 @@ class Product:
     """A located product: its metadata, a GDAL path for every band s2sr reads, and for every mask file it
     carries (``masks.find_mask_files``: ``scl``, ``cloud_probability``, ``classi``, ``gml``)."""
 
-    source: Path
+    source: Path | str  # a local path, or the http(s) URL of a STAC Item
     metadata: ProductMetadata
     band_paths: dict[str, str]
     mask_paths: dict[str, str] = field(default_factory=dict)
@@ -45,7 +45,7 @@ class Product:
 
     @property
     def name(self) -> str:
-        uri = self.metadata.product_uri or self.source.name
+        uri = self.metadata.product_uri or Path(self.source).name
         return uri.removesuffix(".zip").removesuffix(".SAFE").removesuffix(".json")
 
 

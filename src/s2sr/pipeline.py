@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, prepare_nets
-from .aoi import Aoi, aoi_window, inside_mask, to_crs
+from .aoi import Aoi, inside_mask, window_of_aoi
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
 from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError, NoOutputError
@@ -25,6 +25,7 @@ from .masks import Grid, MaskCompanion, stale_companions
 from .metadata import Product
 from .model import DEFAULT_PRECISION
 from .phases import reached
+from .preflight import check_output
 from .product import ProductReader, open_product
 from .runner import StageTimes, run_tiles
 from .sensor import SensorModel
@@ -68,6 +69,7 @@ def superresolve_product(
     masks: bool = True,
     warn: Callable[[str], None] | None = None,
     adapt_steps: int = DEFAULT_ADAPT_STEPS,
+    overwrite: bool = False,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
@@ -90,19 +92,22 @@ def superresolve_product(
     ``adapt_steps``: steps the x2 net is fine-tuned on the product's own bands one level down before the
     tiles, on the same fixed windows (so an AOI run still equals a whole-product run), kept only if it then
     fits held-back pixels of the product better (0: off; :mod:`s2sr.adapt`); recorded in the tags and the Item.
+    An existing output, or a file of its names beside it (``out.json``, ``out_masks.tif``), raises
+    ``OutputExistsError`` unless ``overwrite``. Everything is checked (output, product, AOI, folders) before the
+    nets load.
     """
-    output = _checked_arguments(Path(output), tile_size, threads)
+    _check_options(tile_size, threads)
+    output = check_output(output, overwrite=overwrite)
     adapt = AdaptOptions.parse(adapt_steps)
     located = open_product(product)
     area_of_interest = Aoi.parse(aoi) if aoi is not None else None
     bands_out = output_bands(copy_original_bands)
-    nets = load_nets(located.level, True, weights_dir, consistency, device, precision)
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=TILING_CACHE_BYTES), ProductReader(located) as reader:
         times = stage_times if stage_times is not None else StageTimes()
-        geom = to_crs(area_of_interest.geometry, reader.crs) if area_of_interest else None
-        area = aoi_window(geom, reader.transform, reader.raster, located.name) if geom is not None else reader.raster
+        geom, area = (window_of_aoi(area_of_interest, reader.crs, reader.transform, reader.raster, located.name)
+                      if area_of_interest else (None, reader.raster))
         mask = inside_mask(geom, reader.transform, area) if geom is not None and clip_to_aoi else None
         if mask is not None and not mask.any():
             raise NoOutputError(f"the AOI covers no pixel of {located.name}")
@@ -110,6 +115,7 @@ def superresolve_product(
         companion = MaskCompanion.start(located, Grid(reader.crs, reader.transform, reader.height, reader.width), area,
                                         output, enabled=masks, warn=warn)
         _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)) + companion.staging_bytes, stac_item)
+        nets = load_nets(located.level, True, weights_dir, consistency, device, precision)
         # once per product, on fixed windows: the same for any AOI or tile size
         nets = prepare_nets(nets, reader.read, reader.height, reader.width, sensor_model, adapt, times)
         from affine import Affine
@@ -158,15 +164,12 @@ def superresolve_product(
     return output
 
 
-def _checked_arguments(output: Path, tile_size: int, threads: int) -> Path:
+def _check_options(tile_size: int, threads: int) -> None:
     """The options no product is needed to judge, checked before anything is opened."""
     if tile_size <= 0 or tile_size % 6:
         raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
-    if output.suffix.lower() not in (".tif", ".tiff"):
-        raise InputParametersError(f"output {output} must end in .tif or .tiff")
     if threads < 1:
         raise InputParametersError(f"threads must be 1 or more, got {threads}")
-    return output
 
 
 def _output_tags(located: Product, nets: Nets) -> dict[str, str]:

@@ -23,7 +23,7 @@ from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M
 from .errors import NoInputError, ProductError
 from .inference import BandGroup
 from .metadata import Product, parse_product_metadata
-from .stac import is_stac_item, open_item
+from .stac import is_stac_item, is_url, open_item
 from .tiling import Window
 
 _MTD = re.compile(r"(^|/)(MTD_MSIL(1C|2A)|S2[AB]_(OPER|USER)_MTD_SAFL(1C|2A)_[^/]*)\.xml$", re.IGNORECASE)
@@ -86,12 +86,16 @@ def _product_in_folder(path: Path) -> Path | None:
 
 def open_product(path: str | Path) -> Product:
     """Locate metadata and band files of a product given as SAFE directory, zip, metadata XML path, STAC
-    Item (``.json``), or a folder that holds exactly one SAFE directory or zip."""
+    Item (``.json``, or its http(s) URL, read in place), or a folder that holds exactly one SAFE directory or zip."""
+    if isinstance(path, str) and is_url(path):
+        return open_item(path)
     path = Path(path)
     if not path.exists():
         raise NoInputError(f"product {path} does not exist")
     if path.is_file() and zipfile.is_zipfile(path):
         return _open_zip(path)
+    if path.is_file() and _looks_like_zip(path):
+        raise ProductError(f"{path}: a corrupt or truncated zip (no zip directory at its end); download the product again")
     if is_stac_item(path):
         return open_item(path)
     if path.is_file():
@@ -116,6 +120,17 @@ def open_product(path: str | Path) -> Product:
     names += [p.relative_to(root).as_posix() for p in root.glob("GRANULE/*/QI_DATA/*")]
     masks = find_mask_files(names, metadata.level)
     return Product(root, metadata, {b: str(root / n) for b, n in bands.items()}, {k: str(root / n) for k, n in masks.items()})
+
+
+def _looks_like_zip(path: Path) -> bool:
+    """A ``.zip`` name, or a file that starts as a zip does (``PK``): meant as a zipped SAFE."""
+    if path.suffix.lower() == ".zip":
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(2) == b"PK"
+    except OSError:
+        return False
 
 
 def _open_zip(path: Path) -> Product:

@@ -33,6 +33,14 @@ APPLIED_FLAGS = ("earthsearch:boa_offset_applied", "sentinel:boa_offset_applied"
 NEEDED_BANDS = BANDS_10M + BANDS_20M + BANDS_60M
 
 
+URL_SCHEMES = ("http://", "https://")
+
+
+def is_url(text: str) -> bool:
+    """An http(s) address (of an Item), read in place rather than taken for a local path."""
+    return text.lower().startswith(URL_SCHEMES)
+
+
 def is_stac_item(path: Path) -> bool:
     """A ``.json`` file whose content is a GeoJSON Feature with STAC assets."""
     if path.suffix.lower() != ".json" or not path.is_file():
@@ -89,13 +97,14 @@ def _offset(asset: Any, props: dict[str, Any], baseline: str) -> tuple[float, fl
     return 0.0, 10000.0
 
 
-def open_item(path: Path):
-    """A :class:`product.Product` for a STAC Item: band files from its assets, radiometry from its fields."""
+def open_item(path: Path | str):
+    """A :class:`product.Product` for a STAC Item (a local file, or an http(s) URL read in place): band files
+    from its assets, radiometry from its fields."""
     import pystac
 
     try:
         item = pystac.Item.from_file(str(path))
-    except Exception as exc:  # pystac raises several types for malformed Items
+    except Exception as exc:  # pystac raises several types for malformed or unreachable Items
         raise ProductError(f"{path}: not a readable STAC Item ({exc})") from None
     props = item.properties
     level = _level(props, item.collection_id or "", str(path))

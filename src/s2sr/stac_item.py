@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .bands import BANDS, NODATA_DN, SUPERRESOLVED_BANDS, description
+from .stac import is_url
 
 STAC_VERSION = "1.0.0"
 EXTENSIONS = [
@@ -54,7 +55,7 @@ def staged_items(tif: Path) -> list[Path]:
 
 
 def stage_output_item(
-    tif: Path, *, source: Path, source_name: str, level: str, sensing_time: str, weights: list[Any],
+    tif: Path, *, source: Path | str, source_name: str, level: str, sensing_time: str, weights: list[Any],
     footprint: Any | None, version: str, read_from: Path | None = None, masks: dict[str, Any] | None = None,
 ) -> Path:
     """Write the Item of ``tif`` under a hidden name beside it and return that name, for the caller to rename
@@ -138,8 +139,10 @@ def _eo_band(name: str) -> dict:
             "center_wavelength": BANDS[name].wavelength_nm / 1000}
 
 
-def _href(source: Path, tif: Path) -> str:
-    """The source relative to the Item when they share a folder tree, else absolute."""
+def _href(source: Path | str, tif: Path) -> str:
+    """The source relative to the Item when they share a folder tree, else absolute; a URL as it is."""
+    if isinstance(source, str) and is_url(source):
+        return source
     source, folder = Path(source).resolve(), Path(tif).resolve().parent
     try:
         return os.path.relpath(source, folder)

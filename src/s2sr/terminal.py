@@ -1,83 +1,57 @@
-"""The terminal at the edges (CLI and block): TensorFlow quiet, log lines, progress as a bar on a terminal.
+"""The terminal at the edges (CLI and block): log lines, progress as a bar on a terminal, errors and signals as
+one line and an exit code.
 
-Only the ``s2sr`` command and the block use this module; the library itself prints nothing, sets nothing
-and reads no environment.
+Only the ``s2sr`` command and the block use this module; the library itself prints nothing. Keeping
+TensorFlow quiet is :mod:`s2sr.quiet`'s, which the library uses too.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import signal
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TextIO
 
 from .progress import ProgressReporter
-
-#: Set (unless the user set them) before TensorFlow loads: its C++ log without INFO and WARNING lines.
-QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-
-# What TensorFlow writes while it loads, before absl's logging is initialised (no environment variable
-# reaches these): absl INFO lines such as "I0000 00:00:1796154494.53 5691 port.cc:153] oneDNN custom
-# operations are on ..." and absl's notice that they go to stderr. Anything else is passed through.
-_NOISE = re.compile(
-    r"^(I\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] .*"
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)$"
-)
+from .quiet import filtered_stderr, is_noise, load_keras_quietly, quiet_environment  # noqa: F401  (the edges' names)
 
 
-def quiet_environment(environ: MutableMapping[str, str]) -> None:
-    """Turn TensorFlow's INFO logging off in ``environ`` (the process's, at the edge) unless already set."""
-    for name, value in QUIET_ENVIRONMENT.items():
-        environ.setdefault(name, value)
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that a run cleans up the same
+    way (its staging files removed, nothing half-written left) before the process ends."""
 
 
-def is_noise(line: str) -> bool:
-    """True for a line TensorFlow or absl logs at INFO level while loading."""
-    return bool(_NOISE.match(line.rstrip("\r\n")))
+#: Exit codes of a run ended by a signal: 128 + the signal's number, as a shell reports it.
+INTERRUPT_EXIT_CODES = {KeyboardInterrupt: 128 + signal.SIGINT, Terminated: 128 + signal.SIGTERM}
 
 
-@contextmanager
-def filtered_stderr(keep: Callable[[str], bool]) -> Iterator[None]:
-    """Capture file descriptor 2 (where C++ libraries write) and pass on only the lines ``keep`` accepts.
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
-    Where it cannot be captured (no descriptor 2, no writable temporary folder) nothing is filtered.
-    """
-    sys.stderr.flush()
+
+def run_at_edge(run: Callable[[], int], log: Callable[[str], None]) -> int:
+    """Run a command and return its exit code: an error s2sr names becomes ``error: ...`` and its exit code
+    (``errors.EXIT_CODES``), a fault of the storage the library did not name the same with exit 7, and Ctrl-C
+    or SIGTERM one line, ``interrupted``, with 130 or 143. Anything else is a bug and keeps its traceback."""
+    from .errors import S2srError, StorageError, exit_code_for
+    from .storage import FIXES
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        capture = tempfile.TemporaryFile()
-    except OSError:
-        yield
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        capture.close()
-        yield
-        return
-    with capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if keep(line)))
-            sys.stderr.flush()
-
-
-def load_keras_quietly(environ: MutableMapping[str, str]) -> None:
-    """Load Keras and its backend now, with TensorFlow's INFO lines off and those of its loading dropped."""
-    quiet_environment(environ)
-    if "keras" in sys.modules:
-        return
-    with filtered_stderr(lambda line: not is_noise(line)):
-        import keras  # noqa: F401  (loads the backend: TensorFlow logs while its libraries load)
+        return run()
+    except S2srError as exc:
+        log(f"error: {exc}")
+        return exit_code_for(exc)
+    except OSError as exc:  # a fault of the storage the library did not name (it names those it writes)
+        if exc.errno not in FIXES:
+            raise
+        log(f"error: cannot write {exc.filename or 'a file'}: {FIXES[exc.errno]}")
+        return exit_code_for(StorageError(exc.errno, str(exc)))
+    except (KeyboardInterrupt, Terminated) as exc:
+        log("interrupted")
+        return INTERRUPT_EXIT_CODES[type(exc)]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Terminal:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .errors import InputParametersError
+
 ALIGN = 6  # 60 m / 10 m: windows on this step fall on all three grids
 
 
@@ -74,7 +76,7 @@ def align_outward(window: Window, step: int = ALIGN) -> Window:
 def tile_grid(raster: Window, tile_size: int) -> Iterator[Window]:
     """The tiles of size ``tile_size`` anchored at ``raster``'s corner, clipped to it, row-major."""
     if tile_size <= 0 or tile_size % ALIGN:
-        raise ValueError(f"tile_size must be a positive multiple of {ALIGN}, got {tile_size}")
+        raise InputParametersError(f"tile_size must be a positive multiple of {ALIGN}, got {tile_size}")
     for row in range(raster.row, raster.row_stop, tile_size):
         for col in range(raster.col, raster.col_stop, tile_size):
             tile = Window(row, col, tile_size, tile_size).intersection(raster)

@@ -221,7 +221,7 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
             by_blur, record = [], {}
             for share in BLUR_SHARES:
                 blur = blended_blur(scale, share)
-                ratios = _pooled_ratios(scenes, scale, weights_dir, candidates, blur=blur)
+                ratios = _pooled_ratios(scenes, scale, weights_dir, candidates, blur=blur, log=log)
                 sigma = round(float(np.mean([blur[b] for b in bands])), 3)
                 best = min(ratios, key=lambda n: (round(ratios[n], 4), weight_of[n]))
                 by_blur.append((sigma, weight_of[best]))
@@ -231,7 +231,7 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
             chosen[scale] = Fusion(projection_steps=1, by_blur=tuple(by_blur))
             how = {"blur_shares": list(BLUR_SHARES), "pooled_ratio_by_blur_and_net_weight": record}
         else:
-            by_kernel = {k: _pooled_ratios(scenes, scale, weights_dir, candidates, kernel=k) for k in PROTOCOLS}
+            by_kernel = {k: _pooled_ratios(scenes, scale, weights_dir, candidates, kernel=k, log=log) for k in PROTOCOLS}
             weight = pick_net_weight({k: {weight_of[n]: v for n, v in by_kernel[k].items()} for k in PROTOCOLS})
             chosen[scale] = Fusion(weight, 1)
             for k in PROTOCOLS:
@@ -251,10 +251,13 @@ def choose_fusion(scenes: list[Scene], weights_dir: Path, log: Callable[[str], N
 
 
 def _pooled_ratios(scenes: list[Scene], scale: int, weights_dir: Path, candidates: list[Method], kernel: str = "paper",
-                   blur: dict[str, float] | None = None) -> dict[str, float]:
-    """Each candidate's RMSE over every selection pixel, relative to bicubic's, under one degradation."""
+                   blur: dict[str, float] | None = None, log: Callable[[str], None] = lambda s: None) -> dict[str, float]:
+    """Each candidate's RMSE over every selection pixel, relative to bicubic's, under one degradation; ``log``
+    hears of each scene done (a choice takes minutes)."""
     sq = {m.name: 0.0 for m in (BICUBIC, *candidates)}
-    for scene in scenes:
+    degradation = f"{kernel} kernel" if blur is None else "blend of kernels"
+    for n, scene in enumerate(scenes, start=1):
+        log(f"x{scale}, {degradation}: scene {n}/{len(scenes)} ({scene.name}), {len(candidates)} net weights")
         for method in (BICUBIC, *candidates):
             got = predict(scene, scale, method, weights_dir, kernel, blur=blur)
             if got is None:
