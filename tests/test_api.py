@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -60,10 +64,48 @@ def test_nodata_stays_nodata_and_does_not_smear(tiny_weights):
         (((4, 12, 12), (6, 6, 6), (2, 3, 2)), r"b60 must have shape \(2, 2, 2\)"),
     ],
 )
-def test_bad_shapes_are_value_errors(shapes, match, tiny_weights):
+def test_bad_shapes_are_s2sr_errors_and_value_errors(shapes, match, tiny_weights):
     arrays = [None if s is None else np.ones(s, np.uint16) for s in shapes]
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(s2sr.InputParametersError, match=match) as caught:
         s2sr.superresolve(*arrays, weights_dir=tiny_weights)
+    assert isinstance(caught.value, s2sr.S2srError) and isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("options", [{"tile_size": 7}, {"sensor_model": "gaussian"}, {"precision": "half"},
+                                     {"device": "tpu"}, {"level": "L3"}, {"adapt_steps": -1}])
+def test_every_bad_option_is_an_s2sr_error(options, tiny_weights):
+    with pytest.raises(s2sr.S2srError):
+        s2sr.superresolve(*_arrays(12, 12), weights_dir=tiny_weights, **options)
+
+
+def test_reflectance_is_never_negative(tiny_weights, monkeypatch):
+    """Dark water beside a bright shore: bicubic upsampling and the projection undershoot on the dark side."""
+    from s2sr import inference
+
+    b10 = np.full((4, 72, 72), 3000, np.uint16)
+    b10[:, :, :36] = 30
+    b20 = np.full((6, 36, 36), 5000, np.uint16)
+    b20[:, :, :18] = 5
+    b60 = np.full((2, 12, 12), 4000, np.uint16)
+    b60[:, :, :6] = 5
+    out = s2sr.superresolve(b10, b20, b60, weights_dir=tiny_weights, adapt_steps=0)
+    assert out.b20.min() >= 1 and out.b60.min() >= 1  # the files' floor: DN 0 is nodata
+    monkeypatch.setattr(inference, "REFLECTANCE_FLOOR_DN", -np.inf)
+    unfloored = s2sr.superresolve(b10, b20, b60, weights_dir=tiny_weights, adapt_steps=0)
+    assert unfloored.b20.min() < 0  # what the floor lifts: the test can fail
+    np.testing.assert_array_equal(np.maximum(unfloored.b20, 1), out.b20)  # pointwise, the last step
+
+
+def test_the_library_keeps_tensorflow_quiet(tiny_weights):
+    code = ("import numpy as np, s2sr, sys\n"
+            "for n in (12, 24, 36):\n"
+            "    s2sr.superresolve(np.full((4, 6 * n, 6 * n), 900), np.full((6, 3 * n, 3 * n), 900), "
+            "np.full((2, n, n), 900), weights_dir=sys.argv[1], adapt_steps=0)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_weights)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no absl INFO lines, no retracing warnings
 
 
 def test_bad_level(tiny_weights):

@@ -324,3 +324,39 @@ def test_a_killed_run_leaves_nothing_in_the_output_folders(tmp_path, build_produ
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert not _outputs(tmp_path), _outputs(tmp_path)
+
+
+def test_an_earlier_runs_outputs_are_replaced_only_with_overwrite(tmp_path, build_product):
+    input_dir = _up42_layout(tmp_path, build_product, [{"size": 36}])
+    assert _run_block(tmp_path, input_dir, {"adapt_steps": 0}).returncode == 0
+    data_json = tmp_path / "output" / "data.json"
+    before = data_json.read_text()
+    proc = _run_block(tmp_path, input_dir, {"adapt_steps": 0})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f's2sr: error: {data_json} exists (an earlier run\'s output); set "overwrite": true in UP42_TASK_PARAMETERS to '
+        "replace it, or give an empty output folder"]
+    assert data_json.read_text() == before
+    data_json.unlink()  # a folder the user emptied of data.json but not of the GeoTIFF: refused too
+    proc = _run_block(tmp_path, input_dir, {"adapt_steps": 0})
+    assert proc.returncode == 2 and '_SR10m.tif exists' in proc.stderr and '"overwrite": true' in proc.stderr
+    proc = _run_block(tmp_path, input_dir, {"adapt_steps": 0, "overwrite": True})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(data_json.read_text())["features"]
+    with pytest.raises(InputParametersError, match="overwrite must be true or false"):
+        BlockParameters.from_json('{"overwrite": "yes"}')
+
+
+def test_quicklooks_stretch_each_band_from_its_2nd_to_98th_percentile():
+    import numpy as np
+    from s2sr_block.quicklook import stretch
+
+    rng = np.random.default_rng(0)
+    data = rng.uniform(100, 1100, (3, 50, 50)).astype(np.float32)
+    data[:, :5] = 0  # nodata
+    rgb = stretch(data)
+    assert (rgb[:, :5] == 0).all() and (rgb[:, 5:] >= 1).all()
+    for band in rgb:
+        values = band[5:]
+        assert 0.01 < (values == 255).mean() < 0.04 and 0.01 < (values == 1).mean() < 0.04
+        assert 100 < values.mean() < 155  # mid-grey on average, not dark

@@ -1,7 +1,10 @@
 import json
+import os
+import signal
 import subprocess
 import sys
 
+import pytest
 import rasterio
 
 from s2sr.sample import SampleSpec
@@ -109,3 +112,82 @@ def test_train_refuses_a_regression_residual_for_the_x2_net(tmp_path):
     proc = _s2sr("train", "--scale", 2, "--run-dir", tmp_path / "run", "--residual-to", "regression")
     assert proc.returncode == 2 and "--residual-to regression is for the x6 net only, got --scale 2" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_output_or_a_folder_is_refused_in_one_line_before_the_nets_load(build_product, tmp_path):
+    product = build_product(size=36)
+    (tmp_path / "o.tif").write_text("the user's")
+    (tmp_path / "isdir.tif").mkdir()
+    for target, expected in ((tmp_path / "o.tif", "o.tif exists; give --overwrite"), (tmp_path / "isdir.tif", "is a folder"),
+                             (tmp_path / "missing" / "x.png", "must end in .tif")):
+        code = ("import sys; from s2sr.cli import main; rc = main(sys.argv[1:]); "
+                "print('keras' in sys.modules, 'tensorflow' in sys.modules); sys.exit(rc)")
+        proc = subprocess.run([sys.executable, "-c", code, "run", str(product), str(target)], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert proc.stdout.strip() == "False False"  # TensorFlow never loaded: the mistake cost no wait
+        assert proc.stderr.count("\n") == 1 and "nets:" not in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "o.tif").read_text() == "the user's"
+    proc = _s2sr("run", product, tmp_path / "o.tif", "--overwrite", "--no-adapt", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert ds.count == 12
+
+
+def test_a_missing_product_or_an_aoi_that_misses_is_named_before_the_nets_load(build_product, tmp_path):
+    proc = _s2sr("run", tmp_path / "missing.SAFE", tmp_path / "o.tif")
+    assert proc.returncode == 3 and "does not exist" in proc.stderr and "nets:" not in proc.stderr
+    west, south, east, north = SampleSpec().wgs84_bbox(6, 6, 30, 30)
+    proc = _s2sr("run", build_product(size=36), tmp_path / "o.tif", "--bbox", south, west, north, east)
+    assert proc.returncode == 2 and "look swapped" in proc.stderr and "nets:" not in proc.stderr
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_ends_in_one_line_and_leaves_nothing(build_product, tmp_path, signum, code):
+    product = build_product(size=600)
+    staging = tmp_path / "tmp"
+    staging.mkdir()
+    out = tmp_path / "out" / "o.tif"
+    cmd = [sys.executable, "-m", "s2sr.cli", "run", str(product), str(out), "--tile-size", "120", "--no-adapt",
+           "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "TMPDIR": str(staging)}, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # interrupt it once it has written tiles
+        lines.append(line)
+        if "tile 3/" in line:
+            break
+    proc.send_signal(signum)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == code, "".join(lines) + rest
+    assert rest.strip().splitlines()[-1] == "s2sr: interrupted" and "Traceback" not in rest
+    assert not out.exists() and not [p for p in (tmp_path / "out").rglob("*")] and not list(staging.iterdir())
+
+
+def test_every_subcommand_says_what_it_does_and_its_defaults():
+    for command in ("run", "batch", "demo", "train", "evaluate"):
+        proc = _s2sr(command, "--help")
+        assert proc.returncode == 0
+        description = proc.stdout.split("\n\n")[1]
+        assert description.strip() and not description.startswith(("positional", "options")), (command, proc.stdout)
+    def flat(text: str) -> str:  # argparse wraps lines anywhere
+        return " ".join(text.split())
+
+    assert "(default: 1098)" in flat(_s2sr("run", "--help").stdout)
+    assert "(default: out/demo)" in flat(_s2sr("demo", "--help").stdout)
+    block = _s2sr("block", "--help")
+    assert block.returncode == 0 and "UP42_TASK_PARAMETERS" in block.stdout and "overwrite" in block.stdout
+    from s2sr import __version__
+
+    assert _s2sr("--version").stdout.strip() == f"s2sr {__version__}"
+
+
+def test_evaluate_says_which_scenes_it_lacks(monkeypatch, tmp_path):
+    from s2sr import cli
+    from s2sr.training.train import TEST_SCENES
+
+    lines: list[str] = []
+    monkeypatch.setattr(cli, "_log", lines.append)
+    scenes = [type("S", (), {"name": TEST_SCENES[0]})()]
+    cli._log_scene_coverage(scenes, "test", tmp_path / "absent")
+    assert lines == [f"1 of the {len(TEST_SCENES)} test scenes: lacking {', '.join(sorted(TEST_SCENES[1:]))}; "
+                     f"{tmp_path / 'absent'} is not here (--shared-data DIR names it)"]

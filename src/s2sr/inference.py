@@ -205,12 +205,13 @@ def _load(level: str, with_60m: bool, weights_dir: Path | None, device: str, pre
 
 
 def load_nets(
-    level: str, with_60m: bool = True, weights_dir: Path | None = None, consistency: bool = True, device: str = "auto",
+    level: str, with_60m: bool = True, weights_dir: str | Path | None = None, consistency: bool = True, device: str = "auto",
     precision: str = DEFAULT_PRECISION,
 ) -> Nets:
     """The nets for a product level on ``device`` (``auto``, ``cpu`` or ``gpu``) in ``precision`` (``auto``,
     ``float32`` or ``bfloat16``, see ``model.resolve_precision``), loaded once per process."""
     check_level(level)
+    weights_dir = None if weights_dir is None else Path(weights_dir)  # a str from a user works as well
     load_keras_quietly()  # TensorFlow's loading and retracing lines kept from the user's stderr (``quiet``)
     placed = resolve_device(device)
     return Nets(*_load(level, with_60m, weights_dir, placed, resolve_precision(precision, placed)), consistency=consistency)

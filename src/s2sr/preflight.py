@@ -19,9 +19,10 @@ from .metadata import Product
 from .storage import probe_writable
 
 OUTPUT_SUFFIXES = (".tif", ".tiff")
-#: The data footprint is traced on a coarse grid (``footprint.MAX_SIDE`` cells): an AOI within about 1 km of
-#: it is let through, and a run that then finds only nodata says so after the work.
-FOOTPRINT_SLACK_DEG = 0.01
+#: The data footprint is traced on a grid of at most ``footprint.MAX_SIDE`` cells: an AOI within this many of
+#: its cells is let through, and a run that then finds only nodata says so after the work.
+FOOTPRINT_SLACK_CELLS = 2
+METRES_PER_DEGREE = 111_000.0
 
 
 def companion_paths(output: Path) -> tuple[Path, ...]:
@@ -85,10 +86,16 @@ def check_product_and_aoi(product: str | Path, aoi: Any = None) -> Product:
     if aoi is None:
         return located
     area = Aoi.parse(aoi)
+    import math
+
+    from .footprint import MAX_SIDE
+
     with ProductReader(located) as reader:
         window_of_aoi(area, reader.crs, reader.transform, reader.raster, located.name)
         footprint = reader.footprint()
-    if footprint is None or not footprint.buffer(FOOTPRINT_SLACK_DEG).intersects(area.geometry):
+        cell_m = 60.0 * math.ceil(max(reader.height, reader.width) / 6 / MAX_SIDE)
+    slack = FOOTPRINT_SLACK_CELLS * cell_m / METRES_PER_DEGREE
+    if footprint is None or not footprint.buffer(slack).intersects(area.geometry):
         raise NoOutputError(f"the AOI covers only nodata of {located.name} (outside its swath); give an AOI where "
                             "it holds data")
     return located
