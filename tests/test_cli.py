@@ -98,7 +98,7 @@ def test_run_writes_the_masks_and_says_in_one_line_why_not(build_product, tmp_pa
     assert proc.returncode == 0 and (tmp_path / "o_masks.tif").is_file() and "masks" not in proc.stderr
     scl = next(product.rglob("*_SCL_20m.jp2"))
     scl.write_bytes(scl.read_bytes()[:200])
-    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32")
+    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32", "--overwrite")
     assert proc.returncode == 0 and proc.stdout.strip() == str(tmp_path / "o.tif"), proc.stderr
     assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []  # nothing from GDAL
     (line,) = [line for line in proc.stderr.splitlines() if "masks" in line]

@@ -55,7 +55,7 @@ class BatchOptions:
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
     masks: bool = True  # the product's masks beside each output (``masks``)
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (``adapt``; 0: off)
-    overwrite: bool = False  # redo complete outputs and replace them; else they are skipped, other files refused
+    overwrite: bool = False  # redo complete outputs too (incomplete or damaged ones are always redone)
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,8 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
             precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
-            adapt_steps=options.adapt_steps, overwrite=options.overwrite,
+            adapt_steps=options.adapt_steps,
+            overwrite=True,  # the batch's own target: this product's output is not complete (``run_batch``)
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
                       warning="; ".join(warnings) or None)
