@@ -23,7 +23,6 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY blocks ./blocks
 COPY src ./src
-COPY weights ./src/s2sr/weights
 RUN /opt/s2sr/bin/python -m pip install --no-cache-dir --no-deps . \
     && rm -rf /build \
     && useradd --create-home --uid 1000 up42 \

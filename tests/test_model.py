@@ -11,7 +11,7 @@ import pytest
 from s2sr.errors import WeightsError
 from s2sr.model import expected_bands, load_manifest, load_net, run_net, sha256_of
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "s2sr" / "weights"
 SHIPPED = sorted(p.stem for p in WEIGHTS.glob("*.json"))
 
 

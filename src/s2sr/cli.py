@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--residual-to", choices=("bicubic", "regression"), default="bicubic",
                        help="what the net's output adds to: bicubic (DSen2) or the scene-adaptive regression's estimate (x6 only)")
     train.add_argument("--init", metavar="WEIGHTS_DIR", help="fine-tune the weights in this folder instead of starting at bicubic")
-    train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
+    train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. src/s2sr/weights)")
     train.add_argument("--exclude", nargs="+", metavar="SCENE", help="leave these scenes out (names as the first log line gives them)")
 
     ev = sub.add_parser("evaluate", help="Wald-protocol metrics of the run path against bicubic")

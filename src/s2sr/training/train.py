@@ -2,7 +2,7 @@
 
 Checkpoints after every epoch (``last.keras`` with the optimizer, ``state.json``), resumes from them, keeps
 the weights of the epoch with the best validation RMSE ratio to bicubic (early stopping on far scenes),
-and writes them with their manifest, ready for ``weights/``.
+and writes them with their manifest, ready for ``src/s2sr/weights/``.
 """
 
 from __future__ import annotations
