@@ -109,3 +109,23 @@ def test_train_refuses_a_regression_residual_for_the_x2_net(tmp_path):
     proc = _s2sr("train", "--scale", 2, "--run-dir", tmp_path / "run", "--residual-to", "regression")
     assert proc.returncode == 2 and "--residual-to regression is for the x6 net only, got --scale 2" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_version_is_the_package_version():
+    import s2sr
+
+    proc = _s2sr("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"s2sr {s2sr.__version__}"
+
+
+def test_a_missing_keras_backend_is_one_line_naming_the_extra(monkeypatch, capsys, tmp_path):
+    import s2sr.terminal
+    from s2sr.cli import main
+
+    def no_backend(environ):
+        raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+    monkeypatch.setattr(s2sr.terminal, "load_keras_quietly", no_backend)
+    assert main(["run", str(tmp_path / "p.SAFE"), str(tmp_path / "o.tif")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'tensorflow'" in err[0] and 's2sr[cpu]' in err[0]

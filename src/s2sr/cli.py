@@ -15,6 +15,7 @@ from .terminal import Terminal
 DEFAULT_SHARED_DATA = Path("../shared/data")
 DEMO_PARAMETERS = {"bbox": None, "clip_to_aoi": True, "copy_original_bands": True}
 NET_COMMANDS = ("run", "block", "demo", "train", "evaluate")  # those that load Keras and its backend
+BACKEND_FIX = 'pip install "s2sr[cpu]" (TensorFlow for CPUs) or "s2sr[tensorflow]" (GPUs too)'
 
 _TERMINAL = Terminal()
 
@@ -320,7 +321,10 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="s2sr", description="Sentinel-2 super-resolution to 10 m (DSen2).")
+    parser.add_argument("--version", action="version", version=f"s2sr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="super-resolve one product to a 10 m GeoTIFF")
@@ -395,7 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_block(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command in NET_COMMANDS:
-        load_keras_quietly(os.environ)
+        try:
+            load_keras_quietly(os.environ)
+        except ModuleNotFoundError as exc:  # Keras is installed, its backend is an extra
+            _log(f"error: Keras has no backend here (no module {exc.name!r}): {BACKEND_FIX}")
+            return 1
     handlers = {"run": _cmd_run, "batch": _cmd_batch, "demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate}
     from .errors import S2srError, StorageError, exit_code_for
     from .storage import FIXES

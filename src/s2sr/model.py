@@ -80,6 +80,8 @@ class WeightsManifest:
     #: What the net's last input carries and its output is a residual to: the bicubic upsampling of the target
     #: bands (DSen2), or the scene-adaptive regression's estimate (bicubic plus its detail, x6 only).
     residual_to: str = "bicubic"
+    #: The data the net learnt from and was chosen on: source, licence, roles (training, selection), attribution.
+    training_data: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, path: Path) -> WeightsManifest:
@@ -112,6 +114,7 @@ class WeightsManifest:
             "training": self.training,
             "fusion": self.fusion,
             "residual_to": self.residual_to,
+            "training_data": self.training_data,
         }
         return json.dumps(raw, indent=2) + "\n"
 
