@@ -20,7 +20,7 @@ RUN python3 -m venv --system-site-packages /opt/s2sr \
     && rm /tmp/requirements.txt
 
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE NOTICE ./
 COPY blocks ./blocks
 COPY src ./src
 RUN /opt/s2sr/bin/python -m pip install --no-cache-dir --no-deps . \
