@@ -12,7 +12,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/s2sr-wheel-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log() { echo "wheel_check: $*" >&2; }
 quiet() { grep -v "is ignored: it is neither a file nor a directory" >&2 || true; }  # this machine's pip config
-export TF_CPP_MIN_LOG_LEVEL=2  # TensorFlow's INFO lines (the CLI turns them off itself)
 start=$SECONDS
 
 "$python" -m build --wheel --outdir "$work/dist" "$root" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
@@ -34,7 +33,7 @@ cd "$work"  # outside the repository: nothing of the checkout on the path
 want=$(sed -n 's/^__version__ = "\([^"]*\)".*/\1/p' "$root/src/s2sr/__init__.py")
 got=$("$work/venv/bin/s2sr" --version)
 [ "$got" = "s2sr $want" ] || { log "s2sr --version said '$got', the package says $want"; exit 1; }
-"$work/venv/bin/python" - "$work" <<'PY'
+"$work/venv/bin/python" - "$work" 2>"$work/superresolve.log" <<'PY' || { cat "$work/superresolve.log"; exit 1; }
 import sys
 
 import numpy as np
