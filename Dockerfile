@@ -20,10 +20,9 @@ RUN python3 -m venv --system-site-packages /opt/s2sr \
     && rm /tmp/requirements.txt
 
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE NOTICE ./
 COPY blocks ./blocks
 COPY src ./src
-COPY weights ./src/s2sr/weights
 RUN /opt/s2sr/bin/python -m pip install --no-cache-dir --no-deps . \
     && rm -rf /build \
     && useradd --create-home --uid 1000 up42 \

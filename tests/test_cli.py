@@ -176,9 +176,6 @@ def test_every_subcommand_says_what_it_does_and_its_defaults():
     assert "(default: out/demo)" in flat(_s2sr("demo", "--help").stdout)
     block = _s2sr("block", "--help")
     assert block.returncode == 0 and "UP42_TASK_PARAMETERS" in block.stdout and "overwrite" in block.stdout
-    from s2sr import __version__
-
-    assert _s2sr("--version").stdout.strip() == f"s2sr {__version__}"
 
 
 def test_evaluate_says_which_scenes_it_lacks(monkeypatch, tmp_path):
@@ -191,3 +188,20 @@ def test_evaluate_says_which_scenes_it_lacks(monkeypatch, tmp_path):
     cli._log_scene_coverage(scenes, "test", tmp_path / "absent")
     assert lines == [f"1 of the {len(TEST_SCENES)} test scenes: lacking {', '.join(sorted(TEST_SCENES[1:]))}; "
                      f"{tmp_path / 'absent'} is not here (--shared-data DIR names it)"]
+
+
+def test_version_is_the_package_version():
+    import s2sr
+
+    proc = _s2sr("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"s2sr {s2sr.__version__}"
+
+
+def test_a_missing_keras_backend_is_one_line_naming_the_extra(build_product, tmp_path):
+    code = ("import sys; sys.modules['keras'] = None  # as if the extra were not installed\n"
+            "from s2sr.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "run", str(build_product(size=12)), str(tmp_path / "o.tif")],
+                          capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(err) == 1, proc.stderr
+    assert "'keras'" in err[0] and 's2sr[cpu]' in err[0]

@@ -442,10 +442,11 @@ def _example(markdown: Path, heading: str, stac_url: str) -> str:
 
 
 @pytest.mark.slow
-def test_the_readme_example_runs_as_written(stac_url, tmp_path, monkeypatch):
+def test_the_usage_pages_example_runs_as_written(stac_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(_example(ROOT / "README.md", "## xarray cubes, lazily with Dask", stac_url), "README.md", "exec"), scope)
+    exec(compile(_example(ROOT / "docs" / "usage.md", "## xarray cubes, lazily with Dask", stac_url), "docs/usage.md", "exec"),
+         scope)
     ndwi, sr = scope["ndwi"], scope["sr"]
     assert ndwi.dims == ("time", "y", "x") and ndwi.sizes["time"] == 2 and isinstance(ndwi.data, np.ndarray)
     assert ndwi.rio.crs == sr.rio.crs and ndwi.rio.crs.to_epsg() == EPSG

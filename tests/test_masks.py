@@ -334,16 +334,16 @@ def test_read_mask_gives_the_written_masks_on_the_same_pixels(build_product, tin
     np.testing.assert_array_equal(dict(masks.items())["cloud_probability"], masks.data[1])
 
 
-def test_the_readmes_ndwi_example_runs(build_product, tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "read_mask" in block)
+def test_the_usage_pages_ndwi_example_runs(build_product, tmp_path, monkeypatch):
+    usage = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", usage, re.S) if "ndwi" in block and "read_mask" in block)
     product = build_product(size=120)
     bbox = SampleSpec().wgs84_bbox(12, 12, 96, 96)
     code = code.replace('"S2B_MSIL2A_...SAFE"', f'"{product}"').replace("[13.365, 52.49, 13.41, 52.52]", repr(bbox))
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     with np.errstate(invalid="ignore", divide="ignore"):
-        exec(compile(code, "README.md", "exec"), scope)
+        exec(compile(code, "docs/usage.md", "exec"), scope)
     ndwi, scl = scope["ndwi"], scope["scl"]
     assert ndwi.shape == scl.shape and ndwi.dtype == np.float32
     clear = np.isin(scl, (4, 5, 6))

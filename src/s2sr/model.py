@@ -1,6 +1,6 @@
 """The DSen2 networks (Lanaras et al., 2018) as Keras 3 models, and their weight files.
 
-Each weight file ``weights/<name>.npz`` travels with ``weights/<name>.json``, its manifest: band order,
+Each weight file ``s2sr/weights/<name>.npz`` travels with ``s2sr/weights/<name>.json``, its manifest: band order,
 normalisation, context border, level, architecture, training provenance and the file's sha256. Loading
 checks all of it, so a model never runs with weights meant for other bands or another scaling.
 Keras is imported only when a model is built: importing s2sr stays cheap.
@@ -21,17 +21,16 @@ import numpy as np
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M
 from .errors import DeviceError, WeightsError
 
-#: Where the shipped weights live: ``weights/`` at the project root, or inside the installed package.
+#: Where the shipped weights live: inside the package (``src/s2sr/weights`` in a checkout), one place for
+#: the editable install, the wheel and the container alike.
 _PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
-_REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
 
 def default_weights_dir() -> Path:
-    """The shipped weights: the project's ``weights/`` in a checkout, the packaged copy once installed."""
-    for candidate in (_REPO_WEIGHTS, _PACKAGE_WEIGHTS):
-        if candidate.is_dir() and any(candidate.glob("*.json")):
-            return candidate
-    raise WeightsError(f"no weights found in {_REPO_WEIGHTS} or {_PACKAGE_WEIGHTS}; reinstall s2sr")
+    """The shipped weights, packaged with the code."""
+    if _PACKAGE_WEIGHTS.is_dir() and any(_PACKAGE_WEIGHTS.glob("*.json")):
+        return _PACKAGE_WEIGHTS
+    raise WeightsError(f"no weights found in {_PACKAGE_WEIGHTS}; reinstall s2sr")
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,8 @@ class WeightsManifest:
     #: What the net's last input carries and its output is a residual to: the bicubic upsampling of the target
     #: bands (DSen2), or the scene-adaptive regression's estimate (bicubic plus its detail, x6 only).
     residual_to: str = "bicubic"
+    #: The data the net learnt from and was chosen on: source, licence, roles (training, selection), attribution.
+    training_data: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, path: Path) -> WeightsManifest:
@@ -113,6 +114,7 @@ class WeightsManifest:
             "training": self.training,
             "fusion": self.fusion,
             "residual_to": self.residual_to,
+            "training_data": self.training_data,
         }
         return json.dumps(raw, indent=2) + "\n"
 

@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 
+from .errors import BackendError
+
 #: Set (unless the user set them) before TensorFlow loads: its C++ log without INFO and WARNING lines.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -71,6 +73,10 @@ def filtered_stderr(keep: Callable[[str], bool]) -> Iterator[None]:
             sys.stderr.flush()
 
 
+#: How to install what runs the nets.
+BACKEND_FIX = 'pip install "s2sr[cpu]" (TensorFlow for CPUs) or "s2sr[tensorflow]" (GPUs too)'
+
+
 class _ExpectedRetracing(logging.Filter):
     """Drops TensorFlow's warning that a function was traced again: Keras traces its predict function once per
     input shape, and s2sr's windows come in several shapes by design."""
@@ -84,8 +90,11 @@ def load_keras_quietly(environ: MutableMapping[str, str] | None = None) -> None:
     if "tensorflow" not in sys.modules:
         quiet_environment(os.environ if environ is None else environ)
     if "keras" not in sys.modules:
-        with filtered_stderr(lambda line: not is_noise(line)):
-            import keras  # noqa: F401  (loads the backend: TensorFlow logs while its libraries load)
+        try:
+            with filtered_stderr(lambda line: not is_noise(line)):
+                import keras  # noqa: F401  (loads the backend: TensorFlow logs while its libraries load)
+        except ModuleNotFoundError as exc:  # Keras is a dependency; its backend is an extra
+            raise BackendError(f"Keras or its backend is not installed here (no module {exc.name!r}): {BACKEND_FIX}") from None
     tf_logger = logging.getLogger("tensorflow")
     if not any(isinstance(f, _ExpectedRetracing) for f in tf_logger.filters):
         tf_logger.addFilter(_ExpectedRetracing())

