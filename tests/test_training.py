@@ -194,3 +194,19 @@ def test_only_x6_nets_refine_the_regression():
 
     with pytest.raises(ValueError, match="x6 nets only"):
         wald_pair(_scene("a"), 2, residual_to="regression")
+
+
+def test_choosing_a_fusion_logs_each_scene(monkeypatch):
+    """A choice takes minutes: each scene scored is a line, so the tool is never silent for long."""
+    target = np.full((6, 12, 12), 100.0)
+
+    def predict(scene, scale, method, *args, **kwargs):
+        return target + (2 if method.bicubic else 1), target
+
+    monkeypatch.setattr(evaluate, "predict", predict)
+    scenes = [make_scene(f"s{i}", "test", "L1C", np.ones((4, 36, 36)), np.ones((6, 18, 18)), np.ones((2, 6, 6)))
+              for i in range(2)]
+    lines: list[str] = []
+    candidates = [evaluate.Method("w0.5", ((2, Fusion(0.5, 1)),))]
+    evaluate._pooled_ratios(scenes, 2, None, candidates, kernel="paper", log=lines.append)
+    assert lines == ["x2, paper kernel: scene 1/2 (s0), 1 net weights", "x2, paper kernel: scene 2/2 (s1), 1 net weights"]
