@@ -47,6 +47,7 @@ def run_block(
     input_fc, items = read_input(input_dir)
     products = [open_product(item.product) for item in items]  # fail on a bad product before any work
     aoi = params.aoi
+    options = params.run_options(**({"tile_size": tile_size} if tile_size else {}))
     bands = output_bands(params.copy_original_bands)
     check_folders([(output_dir, 0, "the output folder"), (quicklook_dir, 0, "the quicklook folder")])  # writable
     log(f"nets: {compute_device(precision=params.precision)}")
@@ -68,24 +69,12 @@ def run_block(
                     continue
             relative = f"{item.feature_id}/{product.name}_SR10m.tif"
             target = output_dir / relative
-            extra = {"tile_size": tile_size} if tile_size else {}
             if not target.parent.exists():
                 made.append(target.parent)
             try:
-                superresolve_product(
-                    item.product,
-                    target,
-                    aoi=aoi,
-                    clip_to_aoi=params.clip_to_aoi,
-                    copy_original_bands=params.copy_original_bands,
-                    precision=params.precision,
-                    sensor_model=params.sensor_model,
-                    masks=params.masks,
-                    adapt_steps=params.adapt_steps,
-                    warn=lambda message, label=label: log(f"{label}: {message}"),
-                    progress=progress(label) if progress else None,
-                    **extra,
-                )
+                superresolve_product(item.product, target, options,
+                                     warn=lambda message, label=label: log(f"{label}: {message}"),
+                                     progress=progress(label) if progress else None)
             except AoiError as exc:
                 log(f"{label}: skipped, {exc}")
                 missed.append(product.name)

@@ -24,12 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .adapt import DEFAULT_ADAPT_STEPS
 from .bands import output_bands
-from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
-from .model import DEFAULT_PRECISION
-from .pipeline import DEFAULT_TILE_SIZE
+from .options import RunOptions
 from .storage import check_folders, storage_faults
 
 SUFFIX = "_SR10m.tif"
@@ -41,20 +38,8 @@ ATTEMPTS = 3
 START_TIMEOUT_S = 600
 
 
-@dataclass(frozen=True)
-class BatchOptions:
-    """What every product of a batch is run with (the options of ``s2sr run``)."""
-
-    aoi: Any = None
-    clip_to_aoi: bool = True
-    copy_original_bands: bool = True
-    tile_size: int = DEFAULT_TILE_SIZE
-    weights_dir: str | None = None
-    device: str = "auto"  # where each worker runs its nets: auto, cpu or gpu
-    precision: str = DEFAULT_PRECISION  # what they compute in: auto, float32 or bfloat16
-    sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
-    masks: bool = True  # the product's masks beside each output (``masks``)
-    adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (``adapt``; 0: off)
+#: What every product of a batch is run with: the options of ``s2sr run`` (the name kept for callers of old).
+BatchOptions = RunOptions
 
 
 @dataclass(frozen=True)
@@ -117,7 +102,7 @@ def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     return names == bands
 
 
-def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
+def process(product: Path, output_dir: Path, options: RunOptions) -> Record:
     """Run one product; every error becomes a failed record (with the block's exit code), never a raise."""
     from .pipeline import superresolve_product
     from .product import open_product
@@ -127,13 +112,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
     try:
         located = open_product(product)
         target = output_dir / f"{located.name}{SUFFIX}"
-        superresolve_product(
-            product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
-            copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
-            weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
-            precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
-            adapt_steps=options.adapt_steps,
-        )
+        superresolve_product(product, target, options, warn=warnings.append)
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
                       warning="; ".join(warnings) or None)
     except S2srError as exc:
@@ -145,7 +124,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
 def run_batch(
     inputs: list[str | Path],
     output_dir: str | Path,
-    options: BatchOptions = BatchOptions(),
+    options: RunOptions | None = None,
     *,
     address: str | None = None,
     workers: int | None = None,
@@ -160,6 +139,7 @@ def run_batch(
     """
     import ray
 
+    options = RunOptions.parse(options)
     if workers is not None and workers < 1:
         raise InputParametersError(f"workers must be 1 or more, got {workers}")
     output_dir = Path(output_dir)
@@ -311,13 +291,12 @@ def _first_line(exc: BaseException) -> str:
 class _Worker:
     """A Ray actor: loads the nets once, then takes product after product."""
 
-    def __init__(self, output_dir: str, options: BatchOptions):
+    def __init__(self, output_dir: str, options: RunOptions):
         from .inference import load_nets
 
         self.output_dir, self.options = Path(output_dir), options
-        weights = Path(options.weights_dir) if options.weights_dir else None
         for level in ("L1C", "L2A"):
-            load_nets(level, True, weights, device=options.device, precision=options.precision)
+            load_nets(level, True, options.weights_dir, device=options.device, precision=options.precision)
 
     def ready(self) -> bool:
         """Answers once the nets are loaded: the worker takes products from then on."""

@@ -37,28 +37,25 @@ def _aoi_of(args: argparse.Namespace):
     return None
 
 
+def _run_options(args: argparse.Namespace, aoi=None):
+    """The run's options from the flags ``run`` and ``batch`` share, built once (``options.RunOptions``)."""
+    from .options import RunOptions
+
+    return RunOptions(
+        aoi=aoi if aoi is not None else _aoi_of(args), clip_to_aoi=not args.no_clip,
+        copy_original_bands=not args.no_copy_original_bands, tile_size=args.tile_size, device=args.device,
+        precision=args.precision, sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps,
+        mosaic=getattr(args, "mosaic", False),
+        **({"threads": args.threads, "consistency": not args.no_consistency} if hasattr(args, "threads") else {}),
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .model import compute_device
     from .pipeline import superresolve_product
 
     _log(f"nets: {compute_device(args.device, args.precision)}")
-    out = superresolve_product(
-        args.product,
-        args.output,
-        aoi=_aoi_of(args),
-        clip_to_aoi=not args.no_clip,
-        copy_original_bands=not args.no_copy_original_bands,
-        tile_size=args.tile_size,
-        progress=_TERMINAL.progress(),
-        consistency=not args.no_consistency,
-        threads=args.threads,
-        device=args.device,
-        precision=args.precision,
-        sensor_model=args.sensor_model,
-        masks=not args.no_masks,
-        warn=_log,
-        adapt_steps=args.adapt_steps,
-    )
+    out = superresolve_product(args.product, args.output, _run_options(args), progress=_TERMINAL.progress(), warn=_log)
     _log_adaptation(out)
     print(out)
     return 0
@@ -107,16 +104,14 @@ def _geometry_of(geojson):
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import BatchOptions, run_batch
+    from .batch import run_batch
     from .errors import InputParametersError
 
     aoi = _aoi_of(args)
     inputs = list(args.inputs) + _searched(args, aoi)
     if not inputs:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
-    options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
-                           tile_size=args.tile_size, device=args.device, precision=args.precision,
-                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps)
+    options = _run_options(args, aoi)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -269,7 +264,7 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     from .adapt import DEFAULT_ADAPT_STEPS
     from .blur import CHOICES, DEFAULT_SENSOR_MODEL
     from .model import DEFAULT_PRECISION, DEVICES, PRECISIONS
-    from .pipeline import DEFAULT_TILE_SIZE
+    from .options import DEFAULT_TILE_SIZE
 
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
