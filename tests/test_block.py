@@ -29,7 +29,8 @@ def test_defaults_match_the_manifest():
         ({"clip_to_aoi": True}, "exactly one of bbox, intersects, contains"),
         ({"clip_to_aoi": True, "bbox": [0, 0, 1, 1], "contains": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}, "exactly one"),
         ({"bbox": [0, 0, 1, 1]}, "clip_to_aoi is false; set clip_to_aoi to true or remove bbox"),
-        ({"clip_to_aoi": True, "bbox": [1, 0, 0, 1]}, "west < east"),
+        ({"clip_to_aoi": True, "bbox": [1, 1, 2, 0]}, "south < north"),
+        ({"clip_to_aoi": True, "bbox": [1, 0, 1, 1]}, "west > east: a bbox across the antimeridian"),
         ({"clip_to_aoi": True, "bbox": [0, 0, 1]}, r"\[west, south, east, north\]"),
         ({"clip_to_aoi": True, "intersects": {"type": "Point", "coordinates": [0, 0]}}, "Point; give a Polygon"),
         ({"clip_to_aoi": "yes", "bbox": [0, 0, 1, 1]}, "clip_to_aoi must be true or false"),
@@ -324,3 +325,22 @@ def test_a_killed_run_leaves_nothing_in_the_output_folders(tmp_path, build_produ
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert not _outputs(tmp_path), _outputs(tmp_path)
+
+
+def test_block_across_the_antimeridian_writes_a_cut_footprint(tmp_path, build_product):
+    """A UTM 60N product across 180° and an RFC 7946 bbox across it (west > east): data.json's geometry is a
+    MultiPolygon cut at 180° and its bbox runs west > east, not -180 ... 180."""
+    spec = dict(epsg=32660, tile="60WWT", origin=(640440.0, 7213020.0), size=192, nodata_edge=False, masks=False)
+    input_dir = _input_dir(tmp_path, build_product, **spec)
+    bbox = [179.99, 65.0, -179.99, 65.02]
+    proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True, "adapt_steps": 0})
+    assert proc.returncode == 0, proc.stderr
+    feature = json.loads((tmp_path / "output" / "data.json").read_text())["features"][0]
+    assert feature["geometry"]["type"] == "MultiPolygon" and len(feature["geometry"]["coordinates"]) == 2
+    west, south, east, north = feature["bbox"]
+    assert west == pytest.approx(179.99, abs=1e-6) and east == pytest.approx(-179.99, abs=1e-6) and west > east
+    assert south >= 65.0 - 1e-6 and north <= 65.02 + 1e-6
+    item = json.loads((tmp_path / "output" / feature["properties"]["s2sr.stac_item"]).read_text())
+    assert item["geometry"] == feature["geometry"] and item["bbox"] == feature["bbox"]
+    with rasterio.open(tmp_path / "output" / feature["properties"]["up42.data_path"]) as ds:
+        assert ds.crs.to_epsg() == 32660 and 90 <= ds.width <= 130  # 0.02° of longitude at 65° N (940 m), turned 2.7° on the grid
