@@ -12,12 +12,14 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from s2sr.adapt import Adaptation
 from s2sr.bands import output_bands
 from s2sr.errors import AoiError, NoOutputError, S2srError, StorageError, exit_code_for
 from s2sr.masks import companion_path
 from s2sr.model import compute_device
+from s2sr.mosaic import datatake_of, superresolve_mosaic
 from s2sr.phases import reached
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
@@ -46,6 +48,9 @@ def run_block(
     """
     input_fc, items = read_input(input_dir)
     products = [open_product(item.product) for item in items]  # fail on a bad product before any work
+    if params.mosaic:
+        for product in products:
+            datatake_of(product)  # a name that does not say its datatake: before any work too
     aoi = params.aoi
     options = params.run_options(**({"tile_size": tile_size} if tile_size else {}))
     bands = output_bands(params.copy_original_bands)
@@ -58,30 +63,42 @@ def run_block(
         with storage_faults(output_dir, "the output folder"):
             output_dir.mkdir(parents=True, exist_ok=True)
         features = []
-        for n, (item, product) in enumerate(zip(items, products, strict=True), start=1):
-            label = f"feature {n}/{len(items)}"
-            log(f"{label}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
+        jobs = _jobs(items, products, params.mosaic)
+        for n, (item, members, stem) in enumerate(jobs, start=1):
+            product = members[0][1]
+            label = f"feature {n}/{len(jobs)}"
+            if params.mosaic:
+                log(f"{label}: mosaic {stem} of {len(members)} product(s): {', '.join(p.name for _, p in members)}")
+            else:
+                log(f"{label}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
             if params.contains is not None:
-                footprint = product_footprint(item.product)
+                from shapely.ops import unary_union
+
+                footprints = [f for f in (product_footprint(m.product) for m, _ in members) if f is not None]
+                footprint = unary_union(footprints) if footprints else None
                 if footprint is None or not footprint.contains(aoi):
                     log(f"{label}: skipped, its data footprint does not hold the whole AOI (contains)")
-                    missed.append(product.name)
+                    missed.append(stem)
                     continue
-            relative = f"{item.feature_id}/{product.name}_SR10m.tif"
+            relative = f"{item.feature_id}/{stem}_SR10m.tif"
             target = output_dir / relative
             if not target.parent.exists():
                 made.append(target.parent)
             try:
-                superresolve_product(item.product, target, options,
-                                     warn=lambda message, label=label: log(f"{label}: {message}"),
-                                     progress=progress(label) if progress else None)
+                if params.mosaic:
+                    superresolve_mosaic([m.product for m, _ in members], target, options,
+                                        warn=lambda message, label=label: log(f"{label}: {message}"), progress=progress)
+                else:
+                    superresolve_product(item.product, target, options,
+                                         warn=lambda message, label=label: log(f"{label}: {message}"),
+                                         progress=progress(label) if progress else None)
             except AoiError as exc:
                 log(f"{label}: skipped, {exc}")
-                missed.append(product.name)
+                missed.append(stem)
                 continue
             except NoOutputError as exc:
                 log(f"{label}: skipped, {exc}")
-                empty.append(product.name)
+                empty.append(stem)
                 continue
             stac = item_path(target)
             written += [target, stac, companion_path(target)]
@@ -99,6 +116,8 @@ def run_block(
                 log(f"{label}: no masks beside it: {mask_status['reason']}")
             feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), stac_item)
             feature["properties"]["s2sr.quicklooks"] = [q.name for q in quicklooks]
+            if params.mosaic:  # the input features it was made of
+                feature["properties"]["s2sr.source_features"] = [m.feature_id for m, _ in members]
             features.append(feature)
         if not features:
             if empty:
@@ -117,6 +136,17 @@ def run_block(
         raise
     log(f"wrote {len(features)} file(s) and {data_json}" + (f"; skipped {len(missed) + len(empty)}" if missed or empty else ""))
     return data_json
+
+
+def _jobs(items: list, products: list, mosaic: bool) -> list[tuple[Any, list[tuple[Any, Any]], str]]:
+    """What the block writes: one output per feature, or with ``mosaic`` one per datatake (the first feature of
+    each standing for it); each with its (feature, product) pairs and the stem of its file name."""
+    if not mosaic:
+        return [(item, [(item, product)], product.name) for item, product in zip(items, products, strict=True)]
+    groups: dict[Any, list[tuple[Any, Any]]] = {}
+    for item, product in zip(items, products, strict=True):
+        groups.setdefault(datatake_of(product), []).append((item, product))
+    return [(members[0][0], members, key.name) for key, members in groups.items()]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

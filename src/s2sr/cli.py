@@ -55,7 +55,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import superresolve_product
 
     _log(f"nets: {compute_device(args.device, args.precision)}")
-    out = superresolve_product(args.product, args.output, _run_options(args), progress=_TERMINAL.progress(), warn=_log)
+    if len(args.product) > 1:  # several products: one mosaic of their datatake
+        from .mosaic import superresolve_mosaic
+
+        out = superresolve_mosaic(args.product, args.output, _run_options(args), warn=_log,
+                                  progress=_TERMINAL.progress)
+        print(out)
+        return 0
+    out = superresolve_product(args.product[0], args.output, _run_options(args), progress=_TERMINAL.progress(), warn=_log)
     _log_adaptation(out)
     print(out)
     return 0
@@ -318,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2sr", description="Sentinel-2 super-resolution to 10 m (DSen2).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="super-resolve one product to a 10 m GeoTIFF")
-    run.add_argument("product", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item (.json)")
+    run = sub.add_parser("run", help="super-resolve one product (or a datatake's products, as one mosaic) to a 10 m GeoTIFF")
+    run.add_argument("product", nargs="+", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item "
+                                                "(.json); several products of one datatake: one mosaic of them")
     run.add_argument("output", help="output GeoTIFF (.tif); its STAC Item is written beside it (.json)")
     _add_product_options(run)
     run.add_argument("--threads", type=int, default=1,
@@ -334,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(batch)
     batch.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray on this machine)")
     batch.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else one per 2 cores)")
+    batch.add_argument("--mosaic", action="store_true",
+                       help="group the products by datatake and write one mosaic of each (DIR/<datatake>_SR10m.tif)")
 
     sub.add_parser("block", help="run as the UP42 block (reads UP42_TASK_PARAMETERS)", add_help=False)
 

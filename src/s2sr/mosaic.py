@@ -213,11 +213,12 @@ def clear_sky(masks: np.ndarray | None, layers: Sequence[str]) -> np.ndarray | N
 
 def edge_distance(region: Any, transform: Any, window: Window, step: int = 6) -> np.ndarray:
     """Metres from each pixel of ``window`` (on the grid ``transform``) to the edge of ``region`` (0 outside
-    it), measured at the centres of ``step`` x ``step`` cells (60 m by default) and repeated to their pixels."""
+    it), measured at the centres of ``step`` x ``step`` cells (60 m by default) and repeated to their pixels;
+    plus up to 1 m, more the nearer the pixel is to the region's centre (float64: the tie-break survives)."""
     import shapely
 
     if region is None:
-        return np.zeros((window.height, window.width), np.float32)
+        return np.zeros((window.height, window.width))
     rows = -(-window.height // step)
     cols = -(-window.width // step)
     r, c = np.mgrid[0:rows, 0:cols]
@@ -227,7 +228,11 @@ def edge_distance(region: Any, transform: Any, window: Window, step: int = 6) ->
     y = transform.f + c * transform.d + r * transform.e
     points = shapely.points(x.ravel(), y.ravel())
     inside = shapely.contains(region, points)
-    dist = np.where(inside, shapely.distance(region.boundary, points), 0.0).reshape(rows, cols).astype(np.float32)
+    # exact ties (two products sharing an edge: the pixel equally near it in both) go to the product whose
+    # centre is nearer, by less than a metre, so a tie never outweighs a real difference
+    centre = shapely.distance(region.centroid, points) / 1e6
+    dist = np.where(inside, shapely.distance(region.boundary, points) + 1.0 - np.minimum(centre, 1.0), 0.0)
+    dist = dist.reshape(rows, cols)
     return np.repeat(np.repeat(dist, step, axis=0), step, axis=1)[: window.height, : window.width]
 
 
