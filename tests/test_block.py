@@ -344,3 +344,32 @@ def test_block_across_the_antimeridian_writes_a_cut_footprint(tmp_path, build_pr
     assert item["geometry"] == feature["geometry"] and item["bbox"] == feature["bbox"]
     with rasterio.open(tmp_path / "output" / feature["properties"]["up42.data_path"]) as ds:
         assert ds.crs.to_epsg() == 32660 and 90 <= ds.width <= 130  # 0.02° of longitude at 65° N (940 m), turned 2.7° on the grid
+
+
+def test_block_mosaic_one_feature_per_datatake(tmp_path, build_product):
+    """mosaic: true over three products, two of one overpass (neighbouring tiles) and one of a later date: two
+    outputs, two features, each Item linking its products."""
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    specs = [dict(size=36, tile="33UUU"), dict(size=36, tile="33UUV", origin=(399960.0 + 240, 5800020.0)),
+             dict(size=36, date="20230625T101559")]
+    features = []
+    for i, spec in enumerate(specs):
+        product = build_product(**spec)
+        (input_dir / f"s{i}").mkdir()
+        product.rename(input_dir / f"s{i}" / product.name)
+        features.append({"type": "Feature", "id": f"f{i}", "geometry": None,
+                         "properties": {"up42.data_path": f"s{i}/{product.name}"}})
+    (input_dir / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    proc = _run_block(tmp_path, input_dir, {"mosaic": True, "adapt_steps": 0})
+    assert proc.returncode == 0, proc.stderr
+    fc = json.loads((tmp_path / "output" / "data.json").read_text())
+    assert [f["id"] for f in fc["features"]] == ["f0", "f2"]
+    first, later = fc["features"]
+    assert first["properties"]["up42.data_path"] == "f0/S2B_MSIL2A_20230615_R022_SR10m.tif"
+    assert first["properties"]["s2sr.source_features"] == ["f0", "f1"] and later["properties"]["s2sr.source_features"] == ["f2"]
+    item = json.loads((tmp_path / "output" / first["properties"]["s2sr.stac_item"]).read_text())
+    assert len(item["links"]) == 2 and item["properties"]["s2sr:mosaic"]["datatake"]["relative_orbit"] == "R022"
+    with rasterio.open(tmp_path / "output" / first["properties"]["up42.data_path"]) as ds:
+        assert ds.shape == (36, 60)
+    assert first["properties"]["s2sr.masks_status"]["status"] == "written"

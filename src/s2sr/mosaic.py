@@ -168,7 +168,11 @@ def mosaic_grid(products: Sequence[Product], aoi: Any | None) -> tuple[Any, Any]
     readers = []
     for p in products:
         with ProductReader(p) as r:
-            readers.append((r.crs, r.transform, r.footprint() if aoi is None else None))
+            try:
+                footprint = r.footprint() if aoi is None else None
+            except ProductError:  # B1 does not decode: the product is skipped when it runs
+                footprint = None
+            readers.append((r.crs, r.transform, footprint))
     area = aoi if aoi is not None else unary_union([f for *_, f in readers if f is not None] or [None])
     best = max(range(len(readers)), key=lambda i: (_zone_share(utm_zone(readers[i][0]), area), -i))
     return readers[best][0], readers[best][1]
@@ -283,7 +287,16 @@ def superresolve_mosaic(
         raise InputParametersError(f"the products belong to {len(groups)} datatakes ({names}); a mosaic is of one: "
                                    "give the products of one, or run `s2sr batch --mosaic` to write one per datatake")
     (datatake, paths), = groups.items()
-    located = [open_product(p) for p in paths]
+    located = []
+    for path in paths:
+        product = open_product(path)
+        try:
+            with ProductReader(product):  # every band file opens (headers): else skipped before the grid is chosen
+                located.append(product)
+        except ProductError as exc:
+            say(f"{product.name}: skipped, {exc}")
+    if not located:
+        raise ProductError(f"no product of {datatake.name} can be read; see the lines above")
     aoi = opts.aoi.geometry if opts.aoi is not None else None
     crs, grid = mosaic_grid(located, aoi)
     per_product = RunOptions.parse(opts, stac_item=True, mosaic=False)  # each part's Item: what its run did
