@@ -155,3 +155,40 @@ def test_the_mosaic_of_a_real_scene_cut_in_two_equals_the_uncut_scene_without_a_
     print(f"mosaic {figures}; naive merge {naive}")
     assert figures["seam"] < 0.2 and figures["elsewhere"] < 0.2 and figures["max_column"] < 0.5
     assert naive["first_product_edge"] > 2.0  # what the rule avoids
+
+
+def _zone_pair(tmp_path):
+    """Two products of one overpass on either side of 18° E (the border of UTM zones 33 and 34) at 50° N,
+    overlapping by about 360 m."""
+    west = build_sample_product(tmp_path / "w", SampleSpec(size=120, epsg=32633, tile="33UYR", origin=(713760.0, 5543040.0),
+                                                           nodata_edge=False))
+    east = build_sample_product(tmp_path / "e", SampleSpec(size=120, epsg=32634, tile="34UCA", origin=(284640.0, 5543040.0),
+                                                           nodata_edge=False, seed=1))
+    return west, east
+
+
+def _aoi(lon0, lon1):
+    return [lon0, 49.993, lon1, 49.998]
+
+
+def test_products_of_neighbouring_zones_the_zone_with_most_of_the_aoi_wins(tmp_path, tiny_weights):
+    from pyproj import Transformer
+
+    west, east = _zone_pair(tmp_path)
+    options = dict(weights_dir=tiny_weights, tile_size=120, adapt_steps=0, sensor_model="mtf")
+    out = superresolve_mosaic([west, east], tmp_path / "m.tif", aoi=_aoi(17.99, 18.011), **options)  # mostly east (0.011° of 0.021°)
+    item = json.loads(out.with_suffix(".json").read_text())
+    record = item["properties"]["s2sr:mosaic"]
+    assert item["properties"]["proj:code"] == "EPSG:32634" and record["grid"]["utm_zone"] == 34
+    assert record["resampling"].startswith("lanczos")
+    assert [s.get("warped_from") for s in record["sources"]] == ["EPSG:32633", None]
+    with rasterio.open(out) as ds, rasterio.open(out.with_name("m_masks.tif")) as masks:
+        data, scl = ds.read(2), masks.read(1)  # B2: the product's own 10 m band
+        lon = Transformer.from_crs(32634, 4326, always_xy=True).transform(
+            *(ds.transform * (np.arange(ds.width) + 0.5, np.full(ds.width, ds.height / 2))))[0]
+    middle = data[ds.height // 2]
+    assert (middle[(lon > 17.9905) & (lon < 17.997)] > 0).all()  # the west product's pixels, warped onto zone 34
+    assert (middle[(lon > 18.003) & (lon < 18.0105)] > 0).all()
+    assert ((scl != 255) == (data > 0)).mean() > 0.99  # its masks warped with it (nearest)
+    other = superresolve_mosaic([west, east], tmp_path / "n.tif", aoi=_aoi(17.985, 18.004), **options)  # mostly west
+    assert json.loads(other.with_suffix(".json").read_text())["properties"]["proj:code"] == "EPSG:32633"
