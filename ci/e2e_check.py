@@ -18,28 +18,30 @@ FAR = SampleSpec(size=120, origin=(499980.0, 5900040.0), date="20190715T101559")
 EAST = SampleSpec(size=120, tile="33UUV", origin=(SPEC.origin[0] + 600.0, SPEC.origin[1]), seed=1)
 
 
-def prepare(work: Path) -> None:
+def _deliver(folder: Path, specs: tuple[SampleSpec, ...], prefix: str) -> None:
     """The layout UP42's Sentinel-2 data blocks deliver: one folder per product, data_path at the folder."""
+    features = []
+    for n, spec in enumerate(specs, start=1):
+        product_folder = folder / f"ef60b465-{prefix}-{n}"
+        build_sample_product(product_folder, spec)
+        features.append({"type": "Feature", "id": f"{prefix}-{n}", "geometry": None,
+                         "properties": {"up42.data_path": product_folder.name}})
+    (folder / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+def prepare(work: Path) -> None:
+    """The product page's run: SPEC and FAR in ``input``, an AOI inside SPEC."""
     for d in ("input", "output", "quicklooks"):
         (work / d).mkdir(parents=True, exist_ok=True)
-    features = []
-    for n, spec in enumerate((SPEC, FAR), start=1):
-        folder = work / "input" / f"ef60b465-e2e-{n}"
-        build_sample_product(folder, spec)
-        features.append({"type": "Feature", "id": f"e2e-{n}", "geometry": None, "properties": {"up42.data_path": folder.name}})
-    (work / "input" / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    _deliver(work / "input", (SPEC, FAR), "e2e")
     params = {"bbox": SPEC.wgs84_bbox(20, 20, 80, 80), "clip_to_aoi": True, "copy_original_bands": True}
     (work / "params.json").write_text(json.dumps(params))
 
 
 def prepare_mosaic(work: Path) -> None:
     """Two products of one datatake in ``input-mosaic``, and ``mosaic: true`` over an AOI across both."""
-    features = []
-    for n, spec in enumerate((SPEC, EAST), start=1):
-        folder = work / "input-mosaic" / f"ef60b465-mosaic-{n}"
-        build_sample_product(folder, spec)
-        features.append({"type": "Feature", "id": f"mosaic-{n}", "geometry": None, "properties": {"up42.data_path": folder.name}})
-    (work / "input-mosaic" / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (work / "input-mosaic").mkdir(parents=True, exist_ok=True)
+    _deliver(work / "input-mosaic", (SPEC, EAST), "mosaic")
     params = {"bbox": SPEC.wgs84_bbox(20, 40, 80, 160), "clip_to_aoi": True, "mosaic": True}
     (work / "params-mosaic.json").write_text(json.dumps(params))
 

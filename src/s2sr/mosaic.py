@@ -38,7 +38,7 @@ from . import __version__
 from .bands import NODATA_DN, output_bands
 from .errors import AoiError, InputParametersError, NoOutputError, ProductError, S2srError
 from .footprint import MAX_SIDE
-from .masks import LAYERS, NODATA, MaskStatus, companion_path, mask_layout, stac_asset
+from .masks import LAYERS, NODATA, MaskCompanion, MaskStatus, companion_path, mask_layout, stac_asset
 from .metadata import Product
 from .options import RunOptions
 from .product import ProductReader, open_product
@@ -386,9 +386,10 @@ def _reprojected(geom: Any, src: Any, dst: Any) -> Any:
     return shapely.ops.transform(transformer.transform, shapely.segmentize(geom, 100.0))
 
 
-class _MosaicMasks:
+class _MosaicMasks(MaskCompanion):
     """The mosaic's masks file: the masks of the product chosen per pixel, written by the bands' writer code
-    (``CogWriter``) and published like a product run's masks companion (``pipeline._publish``)."""
+    (``CogWriter``) and published like a product run's masks companion (``pipeline._publish``), whose finishing,
+    renaming and clean-up it shares."""
 
     def __init__(self, output: Path, crs: Any, transform: Any, area: Window, parts: Sequence[_Part], enabled: bool):
         import rasterio
@@ -421,10 +422,6 @@ class _MosaicMasks:
     def staging_bytes(self) -> int:
         return staging_bytes(self.area.height, self.area.width, len(self.layers), 1) if self.layers else 0
 
-    @property
-    def written(self) -> bool:
-        return self._finished and self._writer is not None
-
     def __enter__(self) -> _MosaicMasks:
         if self.layers:
             by_name = {layer.name: layer for layer in LAYERS.values()}
@@ -438,28 +435,6 @@ class _MosaicMasks:
     def write(self, data: np.ndarray, window: Window) -> None:
         if self._writer is not None:
             self._writer.write(data, window)
-
-    def finish(self) -> bool:
-        if self._writer is None:
-            return False
-        self._writer.finish()
-        self._finished = True
-        return True
-
-    def put_in_place(self) -> None:
-        if self.written:
-            self._writer.commit()
-        else:
-            self.path.unlink(missing_ok=True)
-        self._placed = True
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._writer is None:
-            return
-        writer, self._writer = self._writer, None
-        if exc_type is None and not self._placed:
-            exc_type, exc = RuntimeError, RuntimeError("masks file not put in place")
-        writer.__exit__(exc_type, exc, tb)
 
     def stac(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status.to_dict()}
