@@ -164,7 +164,8 @@ def _data_region(product: Product) -> Any:
             raise ProductError(f"{product.band_paths['B1']}: cannot decode B1 ({exc}); download the product again") from None
         transform = ds.transform * Affine.scale(ds.width / out[1], ds.height / out[0])
     polygons = [shape(g) for g, v in shapes(valid.astype(np.uint8), mask=valid, transform=transform) if v]
-    return unary_union(polygons) if polygons else None
+    cell = max(abs(transform.a), abs(transform.e))  # a traced staircase simplified: distances stay within a cell
+    return unary_union(polygons).simplify(cell, preserve_topology=True) if polygons else None
 
 
 def mosaic_grid(products: Sequence[Product], aoi: Any | None) -> tuple[Any, Any]:
