@@ -274,17 +274,16 @@ def superresolve_mosaic(
     """Super-resolve the products of one datatake into one 10 m COG over the AOI and return its path.
 
     ``options``/``overrides``: as :func:`~s2sr.pipeline.superresolve_product` (each product is run with them).
-    ``warn`` gets one line per product skipped (corrupt, outside the AOI, only nodata there, off the grid) and per masks file left out; ``progress(label)`` a progress callback per product.
+    ``warn`` gets one line per product skipped (corrupt, outside the AOI, only nodata there, off the grid) and
+    per masks file left out; ``progress(label)`` gives a progress callback per product.
     Products of more than one datatake are an InputParametersError (``group_by_datatake`` splits them).
     The STAC Item beside it links every product it was made of (``derived_from``); its masks file takes the
     product chosen per pixel, like the bands.
     """
-    from .pipeline import superresolve_product
+    from .pipeline import _checked_output, superresolve_product
 
     opts = RunOptions.parse(options, **overrides)
-    output = Path(output)
-    if output.suffix.lower() not in (".tif", ".tiff"):
-        raise InputParametersError(f"output {output} must end in .tif or .tiff")
+    output = _checked_output(Path(output))
     say = warn or (lambda message: None)
     groups = group_by_datatake(products, say)
     if not groups:
