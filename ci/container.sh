@@ -70,7 +70,7 @@ e2e() {
   run_block() {
     run_engine run --rm --network none \
       -e "UP42_TASK_PARAMETERS=$1" \
-      -v "$work/input:/tmp/input:ro" -v "$work/output:/tmp/output" -v "$work/quicklooks:/tmp/quicklooks" \
+      -v "${2:-$work/input}:/tmp/input:ro" -v "$work/output:/tmp/output" -v "$work/quicklooks:/tmp/quicklooks" \
       "$image"
   }
   log "run 1: the product page's parameters $params"
@@ -83,6 +83,11 @@ e2e() {
   code=$?
   set -e
   .venv/bin/python ci/e2e_check.py check-empty "$work" "$code"
+  rm -rf "${work:?}/output/"* "${work:?}/quicklooks/"*
+  params=$(cat "$work/params-mosaic.json")
+  log "run 3: mosaic over two products of one datatake $params"
+  run_block "$params" "$work/input-mosaic"
+  .venv/bin/python ci/e2e_check.py check-mosaic "$work"
   run_engine image inspect --format '{{ index .Config.Labels "up42_manifest" }}' "$image" | .venv/bin/python ci/e2e_check.py check-label
   log "e2e passed"
 }

@@ -14,20 +14,54 @@ from s2sr.sample import SampleSpec, build_sample_product, sample_masks
 SPEC = SampleSpec(size=120)
 #: A second scene 100 km away, as a July 2019 product of another orbit would be: outside the AOI.
 FAR = SampleSpec(size=120, origin=(499980.0, 5900040.0), date="20190715T101559")
+#: The neighbouring tile of SPEC's overpass (the same datatake), 60 px to the east: with ``mosaic`` one output.
+EAST = SampleSpec(size=120, tile="33UUV", origin=(SPEC.origin[0] + 600.0, SPEC.origin[1]), seed=1)
+
+
+def _deliver(folder: Path, specs: tuple[SampleSpec, ...], prefix: str) -> None:
+    """The layout UP42's Sentinel-2 data blocks deliver: one folder per product, data_path at the folder."""
+    features = []
+    for n, spec in enumerate(specs, start=1):
+        product_folder = folder / f"ef60b465-{prefix}-{n}"
+        build_sample_product(product_folder, spec)
+        features.append({"type": "Feature", "id": f"{prefix}-{n}", "geometry": None,
+                         "properties": {"up42.data_path": product_folder.name}})
+    (folder / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
 
 
 def prepare(work: Path) -> None:
-    """The layout UP42's Sentinel-2 data blocks deliver: one folder per product, data_path at the folder."""
+    """The product page's run: SPEC and FAR in ``input``, an AOI inside SPEC."""
     for d in ("input", "output", "quicklooks"):
         (work / d).mkdir(parents=True, exist_ok=True)
-    features = []
-    for n, spec in enumerate((SPEC, FAR), start=1):
-        folder = work / "input" / f"ef60b465-e2e-{n}"
-        build_sample_product(folder, spec)
-        features.append({"type": "Feature", "id": f"e2e-{n}", "geometry": None, "properties": {"up42.data_path": folder.name}})
-    (work / "input" / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    _deliver(work / "input", (SPEC, FAR), "e2e")
     params = {"bbox": SPEC.wgs84_bbox(20, 20, 80, 80), "clip_to_aoi": True, "copy_original_bands": True}
     (work / "params.json").write_text(json.dumps(params))
+
+
+def prepare_mosaic(work: Path) -> None:
+    """Two products of one datatake in ``input-mosaic``, and ``mosaic: true`` over an AOI across both."""
+    (work / "input-mosaic").mkdir(parents=True, exist_ok=True)
+    _deliver(work / "input-mosaic", (SPEC, EAST), "mosaic")
+    params = {"bbox": SPEC.wgs84_bbox(20, 40, 80, 160), "clip_to_aoi": True, "mosaic": True}
+    (work / "params-mosaic.json").write_text(json.dumps(params))
+
+
+def check_mosaic(work: Path) -> None:
+    """One feature for the two products, its file across both, its Item linking both."""
+    fc = json.loads((work / "output" / "data.json").read_text())
+    (feature,) = fc["features"]
+    props = feature["properties"]
+    assert props["up42.data_path"] == "mosaic-1/S2B_MSIL2A_20230615_R022_SR10m.tif", props["up42.data_path"]
+    assert props["s2sr.source_features"] == ["mosaic-1", "mosaic-2"], props["s2sr.source_features"]
+    item = json.loads((work / "output" / props["s2sr.stac_item"]).read_text())
+    assert [link["rel"] for link in item["links"]] == ["derived_from", "derived_from"], item["links"]
+    with rasterio.open(work / "output" / props["up42.data_path"]) as ds:
+        assert ds.crs.to_epsg() == SPEC.epsg and ds.count == 12
+        right = (ds.transform.c - SPEC.origin[0]) / 10 + ds.width
+        assert right > SPEC.size, f"the mosaic ends at column {right}, within the first product"  # reaches into EAST
+        assert (ds.read(1) > 0).mean() > 0.7
+    assert props["s2sr.masks_status"]["status"] == "written", props["s2sr.masks_status"]
+    print("e2e: mosaic checked:", props["up42.data_path"])
 
 
 def check(work: Path) -> None:
@@ -90,6 +124,9 @@ if __name__ == "__main__":
     action = sys.argv[1]
     if action == "prepare":
         prepare(Path(sys.argv[2]))
+        prepare_mosaic(Path(sys.argv[2]))
+    elif action == "check-mosaic":
+        check_mosaic(Path(sys.argv[2]))
     elif action == "check":
         check(Path(sys.argv[2]))
     elif action == "check-empty":

@@ -11,6 +11,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import rasterio  # noqa: E402
+
 from s2sr.bands import output_bands  # noqa: E402
 from s2sr.batch import BatchOptions, find_inputs, is_complete, run_batch  # noqa: E402
 from s2sr.masks import companion_path  # noqa: E402
@@ -132,3 +134,21 @@ def test_cli_exits_1_when_a_product_failed(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "1 of 2 products written or complete; 1 failed" in proc.stderr and "batch: product 2/2" in proc.stderr
     assert proc.stdout.strip() == str(tmp_path / "out" / "batch.json")
+
+
+def test_mosaic_gives_one_output_per_datatake_and_a_rerun_does_no_work(local_ray, tmp_path, tiny_weights):
+    folder = tmp_path / "in"
+    one = [build_sample_product(folder, SampleSpec(size=36, tile=t, origin=(399960.0 + dx, 5800020.0)))
+           for t, dx in (("33UUU", 0), ("33UUV", 240))]
+    other = build_sample_product(folder, SampleSpec(size=36, date="20230625T101559"))
+    options = BatchOptions(weights_dir=str(tiny_weights), tile_size=36, adapt_steps=0, mosaic=True)
+    records = run_batch([folder], tmp_path / "out", options, workers=1)
+    assert [(r.input, r.status) for r in records] == [("S2B_MSIL2A_20230615_R022", "done"),
+                                                     ("S2B_MSIL2A_20230625_R022", "done")]
+    assert sorted(records[0].sources) == sorted(str(p.resolve()) for p in one) and records[1].sources == [str(other.resolve())]
+    with rasterio.open(records[0].output) as ds:
+        assert ds.shape == (36, 60)  # the two products side by side, overlapping by 12 px
+    item = json.loads(Path(records[0].output).with_suffix(".json").read_text())
+    assert len([link for link in item["links"] if link["rel"] == "derived_from"]) == 2
+    again = run_batch([folder], tmp_path / "out", options, workers=1)
+    assert [r.status for r in again] == ["skipped", "skipped"]

@@ -29,7 +29,8 @@ def test_defaults_match_the_manifest():
         ({"clip_to_aoi": True}, "exactly one of bbox, intersects, contains"),
         ({"clip_to_aoi": True, "bbox": [0, 0, 1, 1], "contains": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}, "exactly one"),
         ({"bbox": [0, 0, 1, 1]}, "clip_to_aoi is false; set clip_to_aoi to true or remove bbox"),
-        ({"clip_to_aoi": True, "bbox": [1, 0, 0, 1]}, "west < east"),
+        ({"clip_to_aoi": True, "bbox": [1, 1, 2, 0]}, "south < north"),
+        ({"clip_to_aoi": True, "bbox": [1, 0, 1, 1]}, "west > east: a bbox across the antimeridian"),
         ({"clip_to_aoi": True, "bbox": [0, 0, 1]}, r"\[west, south, east, north\]"),
         ({"clip_to_aoi": True, "intersects": {"type": "Point", "coordinates": [0, 0]}}, "Point; give a Polygon"),
         ({"clip_to_aoi": "yes", "bbox": [0, 0, 1, 1]}, "clip_to_aoi must be true or false"),
@@ -361,3 +362,51 @@ def test_quicklooks_stretch_each_band_from_its_2nd_to_98th_percentile():
         values = band[5:]
         assert 0.01 < (values == 255).mean() < 0.04 and 0.01 < (values == 1).mean() < 0.04
         assert 100 < values.mean() < 155  # mid-grey on average, not dark
+
+
+def test_block_across_the_antimeridian_writes_a_cut_footprint(tmp_path, build_product):
+    """A UTM 60N product across 180° and an RFC 7946 bbox across it (west > east): data.json's geometry is a
+    MultiPolygon cut at 180° and its bbox runs west > east, not -180 ... 180."""
+    spec = dict(epsg=32660, tile="60WWT", origin=(640440.0, 7213020.0), size=192, nodata_edge=False, masks=False)
+    input_dir = _input_dir(tmp_path, build_product, **spec)
+    bbox = [179.99, 65.0, -179.99, 65.02]
+    proc = _run_block(tmp_path, input_dir, {"bbox": bbox, "clip_to_aoi": True, "adapt_steps": 0})
+    assert proc.returncode == 0, proc.stderr
+    feature = json.loads((tmp_path / "output" / "data.json").read_text())["features"][0]
+    assert feature["geometry"]["type"] == "MultiPolygon" and len(feature["geometry"]["coordinates"]) == 2
+    west, south, east, north = feature["bbox"]
+    assert west == pytest.approx(179.99, abs=1e-6) and east == pytest.approx(-179.99, abs=1e-6) and west > east
+    assert south >= 65.0 - 1e-6 and north <= 65.02 + 1e-6
+    item = json.loads((tmp_path / "output" / feature["properties"]["s2sr.stac_item"]).read_text())
+    assert item["geometry"] == feature["geometry"] and item["bbox"] == feature["bbox"]
+    with rasterio.open(tmp_path / "output" / feature["properties"]["up42.data_path"]) as ds:
+        assert ds.crs.to_epsg() == 32660 and 90 <= ds.width <= 130  # 0.02° of longitude at 65° N (940 m), turned 2.7° on the grid
+
+
+def test_block_mosaic_one_feature_per_datatake(tmp_path, build_product):
+    """mosaic: true over three products, two of one overpass (neighbouring tiles) and one of a later date: two
+    outputs, two features, each Item linking its products."""
+    input_dir = tmp_path / "input"
+    input_dir.mkdir()
+    specs = [dict(size=36, tile="33UUU"), dict(size=36, tile="33UUV", origin=(399960.0 + 240, 5800020.0)),
+             dict(size=36, date="20230625T101559")]
+    features = []
+    for i, spec in enumerate(specs):
+        product = build_product(**spec)
+        (input_dir / f"s{i}").mkdir()
+        product.rename(input_dir / f"s{i}" / product.name)
+        features.append({"type": "Feature", "id": f"f{i}", "geometry": None,
+                         "properties": {"up42.data_path": f"s{i}/{product.name}"}})
+    (input_dir / "data.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    proc = _run_block(tmp_path, input_dir, {"mosaic": True, "adapt_steps": 0})
+    assert proc.returncode == 0, proc.stderr
+    fc = json.loads((tmp_path / "output" / "data.json").read_text())
+    assert [f["id"] for f in fc["features"]] == ["f0", "f2"]
+    first, later = fc["features"]
+    assert first["properties"]["up42.data_path"] == "f0/S2B_MSIL2A_20230615_R022_SR10m.tif"
+    assert first["properties"]["s2sr.source_features"] == ["f0", "f1"] and later["properties"]["s2sr.source_features"] == ["f2"]
+    item = json.loads((tmp_path / "output" / first["properties"]["s2sr.stac_item"]).read_text())
+    assert len(item["links"]) == 2 and item["properties"]["s2sr:mosaic"]["datatake"]["relative_orbit"] == "R022"
+    with rasterio.open(tmp_path / "output" / first["properties"]["up42.data_path"]) as ds:
+        assert ds.shape == (36, 60)
+    assert first["properties"]["s2sr.masks_status"]["status"] == "written"

@@ -205,3 +205,18 @@ def test_a_missing_keras_backend_is_one_line_naming_the_extra(build_product, tmp
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(err) == 1, proc.stderr
     assert "'keras'" in err[0] and 's2sr[cpu]' in err[0]
+
+
+def test_run_with_several_products_writes_their_mosaic(build_product, tmp_path):
+    a = build_product(size=36, tile="33UUU")
+    b = build_product(size=36, tile="33UUV", origin=(399960.0 + 240, 5800020.0))
+    out = tmp_path / "m.tif"
+    proc = _s2sr("run", a, b, out, "--no-adapt", "--tile-size", 36, "--device", "cpu", "--precision", "float32")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    with rasterio.open(out) as ds:
+        assert ds.shape == (36, 60) and len(ds.tags()["source_product"].split(", ")) == 2
+    later = build_product(size=36, date="20230625T101559")
+    proc = _s2sr("run", a, later, tmp_path / "n.tif", "--no-adapt")
+    assert proc.returncode == 2 and "belong to 2 datatakes" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "n.tif").exists()

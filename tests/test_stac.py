@@ -168,7 +168,8 @@ def test_http_item_is_read_in_place_with_range_requests(real_bands, tmp_path, ti
             asset["href"] = f"http://127.0.0.1:{port}/{asset['href'].removeprefix('./')}"
         remote = tmp_path / "remote.json"
         remote.write_text(json.dumps(raw))
-        got = s2sr.superresolve_product(remote, tmp_path / "remote.tif", weights_dir=tiny_weights, tile_size=108)
+        # not remote.tif beside it: its Item would be remote.json, the input (refused: OutputExistsError)
+        got = s2sr.superresolve_product(remote, tmp_path / "out" / "remote.tif", weights_dir=tiny_weights, tile_size=108)
     finally:
         server.kill()
         server.wait()
@@ -206,21 +207,22 @@ def test_output_item_describes_the_file(build_product, tiny_weights, tmp_path):
 
 
 @pytest.fixture
-def http_folder():
-    """``serve(folder) -> base URL``: a local HTTP server with range requests over ``folder``, in a process of
-    its own (``range_server``)."""
+def http_folder(tmp_path):
+    """``serve(folder) -> base URL``: the range server above over ``folder``, in a process of its own (rasterio
+    holds the GIL while GDAL reads, so a server thread in this process would never answer)."""
     servers = []
 
     def serve(folder):
-        server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("range_server.py")), str(folder)],
-                                  stdout=subprocess.PIPE, text=True)
+        log = tmp_path / f"ranges{len(servers)}.log"
+        server = subprocess.Popen([sys.executable, "-c", RANGE_SERVER, str(folder), str(log)], stdout=subprocess.PIPE,
+                                  text=True)
         servers.append(server)
         return f"http://127.0.0.1:{int(server.stdout.readline())}"
 
     yield serve
     for server in servers:
-        server.terminate()
-        server.wait(timeout=10)
+        server.kill()
+        server.wait()
 
 
 def test_an_item_url_is_read_in_place_and_gives_the_local_items_pixels(http_folder, tmp_path, tiny_weights):

@@ -12,12 +12,14 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from s2sr.adapt import Adaptation
 from s2sr.bands import output_bands
 from s2sr.errors import AoiError, NoOutputError, OutputExistsError
 from s2sr.masks import companion_path
 from s2sr.model import compute_device
+from s2sr.mosaic import datatake_of, superresolve_mosaic
 from s2sr.phases import reached
 from s2sr.pipeline import product_footprint, superresolve_product
 from s2sr.product import open_product
@@ -46,11 +48,16 @@ def run_block(
     """
     input_fc, items = read_input(input_dir)
     products = [open_product(item.product) for item in items]  # fail on a bad product before any work
+    if params.mosaic:
+        for product in products:
+            datatake_of(product)  # a name that does not say its datatake: before any work too
     aoi = params.aoi
+    options = params.run_options(**({"tile_size": tile_size} if tile_size else {}))
     bands = output_bands(params.copy_original_bands)
     check_folders([(output_dir, 0, "the output folder"), (quicklook_dir, 0, "the quicklook folder")])  # writable
+    jobs = _jobs(items, products, params.mosaic)
     if not params.overwrite:
-        _refuse_earlier_outputs(output_dir, [f"{item.feature_id}/{p.name}_SR10m.tif" for item, p in zip(items, products, strict=True)])
+        _refuse_earlier_outputs(output_dir, [f"{item.feature_id}/{stem}_SR10m.tif" for item, _, stem in jobs])
     load_keras_quietly(os.environ)  # the edge: TensorFlow's INFO lines off, once the inputs are checked
     log(f"nets: {compute_device(precision=params.precision)}")
     written: list[Path] = []
@@ -60,43 +67,41 @@ def run_block(
         with storage_faults(output_dir, "the output folder"):
             output_dir.mkdir(parents=True, exist_ok=True)
         features = []
-        for n, (item, product) in enumerate(zip(items, products, strict=True), start=1):
-            label = f"feature {n}/{len(items)}"
-            log(f"{label}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
+        for n, (item, members, stem) in enumerate(jobs, start=1):
+            product = members[0][1]
+            label = f"feature {n}/{len(jobs)}"
+            if params.mosaic:
+                log(f"{label}: mosaic {stem} of {len(members)} product(s): {', '.join(p.name for _, p in members)}")
+            else:
+                log(f"{label}: {product.name} ({product.level}, baseline {product.metadata.baseline or '?'})")
             if params.contains is not None:
-                footprint = product_footprint(item.product)
+                from shapely.ops import unary_union
+
+                footprints = [f for f in (product_footprint(m.product) for m, _ in members) if f is not None]
+                footprint = unary_union(footprints) if footprints else None
                 if footprint is None or not footprint.contains(aoi):
                     log(f"{label}: skipped, its data footprint does not hold the whole AOI (contains)")
-                    missed.append(product.name)
+                    missed.append(stem)
                     continue
-            relative = f"{item.feature_id}/{product.name}_SR10m.tif"
+            relative = f"{item.feature_id}/{stem}_SR10m.tif"
             target = output_dir / relative
-            extra = {"tile_size": tile_size} if tile_size else {}
             if not target.parent.exists():
                 made.append(target.parent)
             try:
-                superresolve_product(
-                    item.product,
-                    target,
-                    aoi=aoi,
-                    clip_to_aoi=params.clip_to_aoi,
-                    copy_original_bands=params.copy_original_bands,
-                    precision=params.precision,
-                    sensor_model=params.sensor_model,
-                    masks=params.masks,
-                    adapt_steps=params.adapt_steps,
-                    overwrite=params.overwrite,
-                    warn=lambda message, label=label: log(f"{label}: {message}"),
-                    progress=progress(label) if progress else None,
-                    **extra,
-                )
+                if params.mosaic:
+                    superresolve_mosaic([m.product for m, _ in members], target, options,
+                                        warn=lambda message, label=label: log(f"{label}: {message}"), progress=progress)
+                else:
+                    superresolve_product(item.product, target, options,
+                                         warn=lambda message, label=label: log(f"{label}: {message}"),
+                                         progress=progress(label) if progress else None)
             except AoiError as exc:
                 log(f"{label}: skipped, {exc}")
-                missed.append(product.name)
+                missed.append(stem)
                 continue
             except NoOutputError as exc:
                 log(f"{label}: skipped, {exc}")
-                empty.append(product.name)
+                empty.append(stem)
                 continue
             stac = item_path(target)
             written += [target, stac, companion_path(target)]
@@ -114,6 +119,8 @@ def run_block(
                 log(f"{label}: no masks beside it: {mask_status['reason']}")
             feature = output_feature(item, relative, bands, stac.relative_to(output_dir).as_posix(), stac_item)
             feature["properties"]["s2sr.quicklooks"] = [q.name for q in quicklooks]
+            if params.mosaic:  # the input features it was made of
+                feature["properties"]["s2sr.source_features"] = [m.feature_id for m, _ in members]
             features.append(feature)
         if not features:
             if empty:
@@ -147,6 +154,17 @@ def _refuse_earlier_outputs(output_dir: Path, relatives: list[str]) -> None:
             check_output(output_dir / relative)
         except OutputExistsError as exc:
             raise OutputExistsError(f"{exc}; set \"overwrite\": true in UP42_TASK_PARAMETERS to replace it") from None
+
+
+def _jobs(items: list, products: list, mosaic: bool) -> list[tuple[Any, list[tuple[Any, Any]], str]]:
+    """What the block writes: one output per feature, or with ``mosaic`` one per datatake (the first feature of
+    each standing for it); each with its (feature, product) pairs and the stem of its file name."""
+    if not mosaic:
+        return [(item, [(item, product)], product.name) for item, product in zip(items, products, strict=True)]
+    groups: dict[Any, list[tuple[Any, Any]]] = {}
+    for item, product in zip(items, products, strict=True):
+        groups.setdefault(datatake_of(product), []).append((item, product))
+    return [(members[0][0], members, key.name) for key, members in groups.items()]
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

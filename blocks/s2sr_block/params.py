@@ -16,6 +16,7 @@ from s2sr.blur import CHOICES as SENSOR_MODELS
 from s2sr.blur import DEFAULT_SENSOR_MODEL
 from s2sr.errors import InputParametersError
 from s2sr.model import DEFAULT_PRECISION, PRECISIONS
+from s2sr.options import RunOptions
 
 GEOMETRY_KEYS = ("bbox", "intersects", "contains")
 
@@ -31,6 +32,7 @@ class BlockParameters:
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate (per product), mtf, paper
     masks: bool = True  # the product's masks (SCL, cloud probability, cloud masks) beside each output
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (0: off)
+    mosaic: bool = False  # the products of one datatake give one output (``s2sr.mosaic``)
     overwrite: bool = False  # replace an earlier run's outputs in the output folder (else refused, exit 2)
 
     @property
@@ -43,6 +45,12 @@ class BlockParameters:
             if value is not None:
                 return geometry_from_geojson(value, key)
         return None
+
+    def run_options(self, **overrides: Any) -> RunOptions:
+        """The library's options for these parameters (``overrides``: what the entrypoint adds, e.g. tile_size)."""
+        return RunOptions(aoi=self.aoi, clip_to_aoi=self.clip_to_aoi, copy_original_bands=self.copy_original_bands,
+                          precision=self.precision, sensor_model=self.sensor_model, masks=self.masks,
+                          adapt_steps=self.adapt_steps, mosaic=self.mosaic, overwrite=self.overwrite, **overrides)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -65,7 +73,7 @@ class BlockParameters:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputParametersError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        for key in ("clip_to_aoi", "copy_original_bands", "masks", "overwrite"):
+        for key in ("clip_to_aoi", "copy_original_bands", "masks", "mosaic", "overwrite"):
             if key in raw and not isinstance(raw[key], bool):
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
         if "precision" in raw and raw["precision"] not in PRECISIONS:
@@ -86,7 +94,8 @@ class BlockParameters:
                 f"{', '.join(given)} given but clip_to_aoi is false; set clip_to_aoi to true or remove {', '.join(given)}"
             )
         if "bbox" in raw:
-            raw["bbox"] = tuple(geometry_from_bbox(raw["bbox"]).bounds)
+            geometry_from_bbox(raw["bbox"])  # checked; west > east: across the antimeridian
+            raw["bbox"] = tuple(float(v) for v in raw["bbox"])
         params = cls(**raw)
         params.aoi  # noqa: B018 - validates intersects/contains now, at the edge
         return params

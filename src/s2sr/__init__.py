@@ -3,6 +3,7 @@
     >>> import s2sr
     >>> sr = s2sr.superresolve(b10, b20, b60, level="L2A")      # arrays in, arrays out
     >>> s2sr.superresolve_product("S2B_MSIL2A_....SAFE", "out.tif", aoi=[13.3, 52.4, 13.5, 52.6])
+    >>> s2sr.superresolve_mosaic([p1, p2], "out.tif", s2sr.RunOptions(aoi=[13.3, 52.4, 13.5, 52.6]))  # one datatake
     >>> s2sr.read_mask("S2B_MSIL2A_....SAFE", [13.3, 52.4, 13.5, 52.6])["scl"]   # its SCL on the same pixels
 """
 
@@ -23,6 +24,8 @@ from .errors import (  # noqa: E402
     WeightsError,
 )
 from .masks import Masks, read_mask  # noqa: E402
+from .mosaic import superresolve_mosaic  # noqa: E402
+from .options import RunOptions  # noqa: E402
 from .pipeline import superresolve_product  # noqa: E402
 
 __all__ = [
@@ -34,11 +37,13 @@ __all__ = [
     "NoInputError",
     "NoOutputError",
     "ProductError",
+    "RunOptions",
     "S2srError",
     "SuperResolved",
     "WeightsError",
     "__version__",
     "read_mask",
     "superresolve",
+    "superresolve_mosaic",
     "superresolve_product",
 ]

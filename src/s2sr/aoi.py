@@ -34,8 +34,9 @@ class Aoi:
 
 
 def geometry_from_bbox(bbox: Sequence[float]) -> Any:
-    """A WGS84 polygon from ``[west, south, east, north]``."""
-    from shapely.geometry import box
+    """A WGS84 polygon from ``[west, south, east, north]``; one crossing the antimeridian (west > east, as RFC
+    7946 §5.2 writes it) becomes a MultiPolygon of its two parts, cut at 180° (§3.1.9)."""
+    from shapely.geometry import MultiPolygon, box
 
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         raise AoiError(f"bbox must be [west, south, east, north] in degrees, got {bbox!r}")
@@ -45,10 +46,13 @@ def geometry_from_bbox(bbox: Sequence[float]) -> Any:
         raise AoiError(f"bbox must hold four numbers, got {bbox!r}") from None
     if not all(math.isfinite(v) for v in (west, south, east, north)):
         raise AoiError(f"bbox must hold finite numbers, got {bbox!r}")
-    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and west != east and -90 <= south < north <= 90):
         raise AoiError(
-            f"bbox {bbox!r} is not [west, south, east, north] with west < east and south < north in degrees"
+            f"bbox {bbox!r} is not [west, south, east, north] in degrees with south < north and west != east "
+            "(west > east: a bbox across the antimeridian)"
         )
+    if west > east:  # across the antimeridian: from west to 180, and from -180 to east
+        return MultiPolygon([box(west, south, 180, north), box(-180, south, east, north)])
     return box(west, south, east, north)
 
 
@@ -73,7 +77,8 @@ def geometry_from_geojson(obj: Any, name: str = "geometry") -> Any:
         raise AoiError(f"{name} is empty or self-intersecting; give a valid polygon")
     minx, miny, maxx, maxy = geom.bounds
     if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
-        raise AoiError(f"{name} has coordinates outside longitude/latitude ranges; give WGS84 degrees")
+        raise AoiError(f"{name} has coordinates outside longitude -180..180 / latitude -90..90; give WGS84 degrees, "
+                       "and an area across the antimeridian as a MultiPolygon cut at 180° (RFC 7946 §3.1.9)")
     return geom
 
 
@@ -89,13 +94,52 @@ def to_crs(geom: Any, crs: Any) -> Any:
 
 
 def from_crs(geom: Any, crs: Any) -> Any:
-    """Reproject a geometry in ``crs`` to WGS84, densified first (every 100 m) so its edges stay true."""
+    """Reproject a geometry in ``crs`` to WGS84, densified first (every 100 m) so its edges stay true; one that
+    crosses the antimeridian comes back cut there into a MultiPolygon (RFC 7946 §3.1.9)."""
     import shapely
     import shapely.ops
     from pyproj import CRS, Transformer
 
     transformer = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
-    return shapely.ops.transform(transformer.transform, shapely.segmentize(geom, 100.0))
+    centre = geom.representative_point()
+    reference, _ = transformer.transform(centre.x, centre.y)
+
+    def unwrapped(x, y):
+        """Longitudes within 180° of the geometry's own: continuous across the antimeridian (maybe beyond it)."""
+        lon, lat = transformer.transform(x, y)
+        lon = np.asarray(lon, dtype=float)
+        return lon - 360.0 * np.round((lon - reference) / 360.0), lat
+
+    return cut_at_antimeridian(shapely.ops.transform(unwrapped, shapely.segmentize(geom, 100.0)))
+
+
+def cut_at_antimeridian(geom: Any) -> Any:
+    """A WGS84 geometry whose longitudes run continuously past ±180° cut there, each part shifted back into
+    -180 … 180: a MultiPolygon of the parts (RFC 7946 §3.1.9); a geometry within -180 … 180 as it is."""
+    from shapely import affinity
+    from shapely.geometry import MultiPolygon, box
+    from shapely.ops import unary_union
+
+    minx, _, maxx, _ = geom.bounds
+    if minx >= -180 and maxx <= 180:
+        return geom
+    parts = []
+    for shift in (-360.0, 0.0, 360.0):
+        piece = geom.intersection(box(-180 - shift, -90, 180 - shift, 90))
+        if not piece.is_empty:
+            piece = affinity.translate(piece, xoff=shift)
+            parts += [p for p in getattr(piece, "geoms", [piece]) if p.geom_type == "Polygon" and not p.is_empty]
+    if not parts:
+        return geom
+    return MultiPolygon(parts) if len(parts) > 1 else unary_union(parts)
+
+
+def crosses_antimeridian(geom: Any) -> bool:
+    """Whether a WGS84 (Multi)Polygon holds parts on both sides of 180°, touching it from each side."""
+    if geom.geom_type != "MultiPolygon":
+        return False
+    parts = geom.geoms
+    return any(p.bounds[2] >= 180 for p in parts) and any(p.bounds[0] <= -180 for p in parts)
 
 
 def aoi_window(geom: Any, transform: Any, raster: Window, product: str = "product") -> Window:

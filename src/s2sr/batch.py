@@ -24,12 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .adapt import DEFAULT_ADAPT_STEPS
 from .bands import output_bands
-from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
-from .model import DEFAULT_PRECISION
-from .pipeline import DEFAULT_TILE_SIZE
+from .options import RunOptions
 from .storage import check_folders, storage_faults
 
 SUFFIX = "_SR10m.tif"
@@ -41,21 +38,8 @@ ATTEMPTS = 3
 START_TIMEOUT_S = 600
 
 
-@dataclass(frozen=True)
-class BatchOptions:
-    """What every product of a batch is run with (the options of ``s2sr run``)."""
-
-    aoi: Any = None
-    clip_to_aoi: bool = True
-    copy_original_bands: bool = True
-    tile_size: int = DEFAULT_TILE_SIZE
-    weights_dir: str | None = None
-    device: str = "auto"  # where each worker runs its nets: auto, cpu or gpu
-    precision: str = DEFAULT_PRECISION  # what they compute in: auto, float32 or bfloat16
-    sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
-    masks: bool = True  # the product's masks beside each output (``masks``)
-    adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (``adapt``; 0: off)
-    overwrite: bool = False  # redo complete outputs too (incomplete or damaged ones are always redone)
+#: What every product of a batch is run with: the options of ``s2sr run`` (the name kept for callers of old).
+BatchOptions = RunOptions
 
 
 @dataclass(frozen=True)
@@ -70,6 +54,7 @@ class Record:
     exit_code: int = 0
     attempts: int = 1  # workers it was given to (more than one where a worker was lost)
     warning: str | None = None  # written, but with a warning (a corrupt mask file: the bands without masks)
+    sources: list[str] | None = None  # with ``mosaic``: the products of the datatake (``input`` is its name)
 
 
 def find_inputs(inputs: list[str | Path]) -> list[Path | str]:
@@ -122,7 +107,7 @@ def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     return names == bands
 
 
-def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
+def process(product: Path, output_dir: Path, options: RunOptions) -> Record:
     """Run one product; every error becomes a failed record (with the block's exit code), never a raise."""
     from .pipeline import superresolve_product
     from .product import open_product
@@ -132,14 +117,8 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
     try:
         located = open_product(product)
         target = output_dir / f"{located.name}{SUFFIX}"
-        superresolve_product(
-            product, target, aoi=options.aoi, clip_to_aoi=options.clip_to_aoi,
-            copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
-            weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
-            precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
-            adapt_steps=options.adapt_steps,
-            overwrite=True,  # the batch's own target: this product's output is not complete (``run_batch``)
-        )
+        # the batch's own target, not complete (``run_batch``): an earlier run's damaged output is redone
+        superresolve_product(product, target, options, warn=warnings.append, overwrite=True)
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
                       warning="; ".join(warnings) or None)
     except S2srError as exc:
@@ -148,10 +127,31 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
         return Record(str(product), "failed", None, round(time.monotonic() - start, 2), f"{type(exc).__name__}: {exc}", 1)
 
 
+def process_mosaic(name: str, products: list[Path], output_dir: Path, options: RunOptions) -> Record:
+    """Run the products of one datatake into one mosaic (``mosaic``); like ``process``, never a raise. Products
+    skipped inside the mosaic (corrupt, outside the AOI) are named in the record's warning."""
+    from .mosaic import superresolve_mosaic
+
+    start = time.monotonic()
+    warnings: list[str] = []
+    sources = [str(p) for p in products]
+    target = output_dir / f"{name}{SUFFIX}"
+    try:
+        superresolve_mosaic(products, target, options, warn=warnings.append, overwrite=True)  # its own target
+        return Record(name, "done", str(target), round(time.monotonic() - start, 2),
+                      warning="; ".join(warnings) or None, sources=sources)
+    except S2srError as exc:
+        return Record(name, "failed", None, round(time.monotonic() - start, 2), str(exc), exit_code_for(exc),
+                      sources=sources)
+    except Exception as exc:  # as ``process``: recorded, the batch goes on
+        return Record(name, "failed", None, round(time.monotonic() - start, 2), f"{type(exc).__name__}: {exc}", 1,
+                      sources=sources)
+
+
 def run_batch(
     inputs: list[str | Path],
     output_dir: str | Path,
-    options: BatchOptions = BatchOptions(),
+    options: RunOptions | None = None,
     *,
     address: str | None = None,
     workers: int | None = None,
@@ -162,10 +162,12 @@ def run_batch(
 
     Without ``address`` a local Ray instance uses this machine (all cores, the GPU if any); with it the
     batch joins a running cluster. ``workers``: actors in the pool (default: one per GPU, else one per two
-    cores).
+    cores). With ``options.mosaic`` the products are grouped by datatake (``mosaic.group_by_datatake``) and
+    each group gives one output, ``DIR/<datatake>_SR10m.tif``, recorded under the datatake's name.
     """
     import ray
 
+    options = RunOptions.parse(options)
     if workers is not None and workers < 1:
         raise InputParametersError(f"workers must be 1 or more, got {workers}")
     output_dir = Path(output_dir)
@@ -177,14 +179,21 @@ def run_batch(
         output_dir.mkdir(parents=True, exist_ok=True)
     bands = output_bands(options.copy_original_bands)
     records: dict[str, Record] = {}
+    groups = None
+    if options.mosaic:
+        products, groups, records = _datatakes(products, log)
     todo = []
     for product in products:
-        done = None if options.overwrite else _complete_output(product, output_dir, bands)
+        if str(product) in records:
+            continue
+        done = None if options.overwrite else _complete_output(product, output_dir, bands, groups)
         if done is not None:
-            records[str(product)] = Record(str(product), "skipped", str(done))
+            records[str(product)] = Record(str(product), "skipped", str(done),
+                                           sources=groups[str(product)] if groups else None)
         else:
             todo.append(product)
-    log(f"{len(products)} products: {len(records)} complete from an earlier run, {len(todo)} to do")
+    log(f"{len(products)} {'datatakes' if groups else 'products'}: {len(records)} complete from an earlier run "
+        f"or unreadable, {len(todo)} to do")
     _write_records(output_dir, products, records)
     if not todo:
         return [records[str(p)] for p in products]
@@ -215,8 +224,8 @@ def run_batch(
                 progress(finished, len(todo))
 
         worker_cls = ray.remote(max_restarts=0, max_task_retries=0, **per_worker)(_Worker)
-        _run_pool(ray, lambda: worker_cls.remote(str(output_dir), options), count, todo,
-                  lambda p: _complete_output(p, output_dir, bands), on_record, log)
+        _run_pool(ray, lambda: worker_cls.remote(str(output_dir), options, groups), count, todo,
+                  lambda p: _complete_output(p, output_dir, bands, groups), on_record, log)
     finally:
         if started_here:
             ray.shutdown()
@@ -317,23 +326,47 @@ def _first_line(exc: BaseException) -> str:
 class _Worker:
     """A Ray actor: loads the nets once, then takes product after product."""
 
-    def __init__(self, output_dir: str, options: BatchOptions):
+    def __init__(self, output_dir: str, options: RunOptions, groups: dict[str, list[str]] | None = None):
         from .inference import load_nets
 
-        self.output_dir, self.options = Path(output_dir), options
-        weights = Path(options.weights_dir) if options.weights_dir else None
+        self.output_dir, self.options, self.groups = Path(output_dir), options, groups
         for level in ("L1C", "L2A"):
-            load_nets(level, True, weights, device=options.device, precision=options.precision)
+            load_nets(level, True, options.weights_dir, device=options.device, precision=options.precision)
 
     def ready(self) -> bool:
         """Answers once the nets are loaded: the worker takes products from then on."""
         return True
 
     def process(self, product: str) -> Record:
+        if self.groups is not None:  # a datatake's name: its products into one mosaic
+            return process_mosaic(product, [Path(p) for p in self.groups[product]], self.output_dir, self.options)
         return process(Path(product), self.output_dir, self.options)
 
 
-def _complete_output(product: Path, output_dir: Path, bands: tuple[str, ...]) -> Path | None:
+def _datatakes(products: list[Path], log: Callable[[str], None]) -> tuple[list[Path], dict[str, list[str]], dict[str, Record]]:
+    """With ``mosaic``: the datatakes' names (as the batch's keys), their products, and a failed record for each
+    product that cannot be grouped (unreadable, or a name that does not say its datatake)."""
+    from .mosaic import datatake_of
+    from .product import open_product
+
+    groups: dict[str, list[str]] = {}
+    failed: dict[str, Record] = {}
+    for product in products:
+        try:
+            groups.setdefault(datatake_of(open_product(product)).name, []).append(str(product))
+        except S2srError as exc:
+            failed[str(product)] = Record(str(product), "failed", None, 0.0, str(exc), exit_code_for(exc))
+            log(f"{product.name}: failed (exit {exit_code_for(exc)}): {exc}")
+    names = sorted(groups)
+    log(f"{len(products)} products in {len(names)} datatake(s): " + "; ".join(f"{n} ({len(groups[n])})" for n in names))
+    return [Path(n) for n in names] + [Path(p) for p in failed], groups, failed
+
+
+def _complete_output(product: Path, output_dir: Path, bands: tuple[str, ...],
+                     groups: dict[str, list[str]] | None = None) -> Path | None:
+    if groups is not None and str(product) in groups:
+        target = output_dir / f"{product}{SUFFIX}"
+        return target if is_complete(target, bands) else None
     try:
         from .product import open_product
 

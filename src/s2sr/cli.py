@@ -37,36 +37,43 @@ def _aoi_of(args: argparse.Namespace):
     return None
 
 
+def _run_options(args: argparse.Namespace, aoi=None):
+    """The run's options from the flags ``run`` and ``batch`` share, built once (``options.RunOptions``)."""
+    from .options import RunOptions
+
+    return RunOptions(
+        aoi=aoi if aoi is not None else _aoi_of(args), clip_to_aoi=not args.no_clip,
+        copy_original_bands=not args.no_copy_original_bands, tile_size=args.tile_size, device=args.device,
+        precision=args.precision, sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps,
+        mosaic=getattr(args, "mosaic", False), overwrite=args.overwrite,
+        **({"threads": args.threads, "consistency": not args.no_consistency} if hasattr(args, "threads") else {}),
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .preflight import check_output, check_product_and_aoi
+    from .product import open_product
 
     # everything that can be judged without the nets first: a mistake costs a second, not a loaded TensorFlow
-    aoi = _aoi_of(args)
-    output = check_output(args.output, overwrite=args.overwrite)
-    check_product_and_aoi(args.product, aoi)
+    options = _run_options(args)
+    output = check_output(args.output, overwrite=options.overwrite)
+    if len(args.product) == 1:
+        check_product_and_aoi(args.product[0], options.aoi)
+    else:  # a mosaic: each product opens; one the AOI misses is skipped in the run, with a line
+        for product in args.product:
+            open_product(product)
     _load_nets_backend()
     from .model import compute_device
     from .pipeline import superresolve_product
 
     _log(f"nets: {compute_device(args.device, args.precision)}")
-    out = superresolve_product(
-        args.product,
-        output,
-        aoi=aoi,
-        clip_to_aoi=not args.no_clip,
-        copy_original_bands=not args.no_copy_original_bands,
-        tile_size=args.tile_size,
-        progress=_TERMINAL.progress(),
-        consistency=not args.no_consistency,
-        threads=args.threads,
-        device=args.device,
-        precision=args.precision,
-        sensor_model=args.sensor_model,
-        masks=not args.no_masks,
-        warn=_log,
-        adapt_steps=args.adapt_steps,
-        overwrite=args.overwrite,
-    )
+    if len(args.product) > 1:  # several products: one mosaic of their datatake
+        from .mosaic import superresolve_mosaic
+
+        out = superresolve_mosaic(args.product, output, options, warn=_log, progress=_TERMINAL.progress)
+        print(out)
+        return 0
+    out = superresolve_product(args.product[0], output, options, progress=_TERMINAL.progress(), warn=_log)
     _log_adaptation(out)
     print(out)
     return 0
@@ -122,17 +129,14 @@ def _geometry_of(geojson):
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import BatchOptions, run_batch
+    from .batch import run_batch
     from .errors import InputParametersError
 
     aoi = _aoi_of(args)
     inputs = list(args.inputs) + _searched(args, aoi)
     if not inputs:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
-    options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
-                           tile_size=args.tile_size, device=args.device, precision=args.precision,
-                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps,
-                           overwrite=args.overwrite)
+    options = _run_options(args, aoi)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -305,7 +309,7 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     from .adapt import DEFAULT_ADAPT_STEPS
     from .blur import CHOICES, DEFAULT_SENSOR_MODEL
     from .model import DEFAULT_PRECISION, DEVICES, PRECISIONS
-    from .pipeline import DEFAULT_TILE_SIZE
+    from .options import DEFAULT_TILE_SIZE
 
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"), help="AOI in WGS84 degrees")
@@ -375,9 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help: str, **kw) -> argparse.ArgumentParser:  # a description, and the defaults shown
         return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter, **kw)
 
-    run = command("run", help="super-resolve one product to a 10 m GeoTIFF with its STAC Item and masks")
-    run.add_argument("product", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item (.json file or "
-                                     "http(s) URL, read in place)")
+    run = command("run", help="super-resolve one product (or a datatake's products, as one mosaic) to a 10 m GeoTIFF "
+                              "with its STAC Item and masks")
+    run.add_argument("product", nargs="+", help=".SAFE directory, zipped SAFE, its MTD_MSIL1C/2A.xml, or a STAC Item "
+                                                "(.json file or http(s) URL, read in place); several products of one "
+                                                "datatake: one mosaic of them")
     run.add_argument("output", help="output GeoTIFF (.tif); its STAC Item is written beside it (.json)")
     _add_product_options(run)
     run.add_argument("--overwrite", action="store_true",
@@ -396,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_options(batch)
     batch.add_argument("--address", default=None, help="join this Ray cluster (default: a local Ray on this machine)")
     batch.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else one per 2 cores)")
+    batch.add_argument("--mosaic", action="store_true",
+                       help="group the products by datatake and write one mosaic of each (DIR/<datatake>_SR10m.tif)")
 
     command("block", help="run as the UP42 block (parameters from the UP42_TASK_PARAMETERS environment "
                                  "variable; s2sr block --help)", add_help=False)

@@ -36,13 +36,12 @@ try:
 except ImportError as exc:  # the optional extra
     raise ImportError(f"s2sr.cube needs the xarray extra ({exc.name} is missing): pip install 's2sr[xarray]'") from None
 
-from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, adapted_weights, prepare_nets, with_adapted_weights
+from .adapt import AdaptOptions, adapted_weights, prepare_nets, with_adapted_weights
 from .bands import BANDS, BANDS_10M, BANDS_20M, BANDS_60M, OUTPUT_BANDS, file_token
-from .blur import CHOICES as SENSOR_MODELS
-from .blur import DEFAULT_SENSOR_MODEL
 from .errors import InputParametersError
 from .inference import BandGroup, Nets, check_level, load_nets, superresolve_tile
 from .model import DEFAULT_PRECISION, LoadedNet, load_manifest, weights_name
+from .options import RunOptions
 from .sensor import FACTOR, MAX_SIGMA, SensorModel
 from .stac import EARTH_SEARCH_KEYS
 from .tiling import ALIGN, Window, tile_grid
@@ -452,12 +451,8 @@ def superresolve_cube(
     offset: float | Sequence[float] | xr.DataArray,
     level: str = "L2A",
     chunk_size: int = DEFAULT_CHUNK,
-    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
-    weights_dir: Path | None = None,
-    consistency: bool = True,
-    device: str = "auto",
-    precision: str = DEFAULT_PRECISION,
-    adapt_steps: int = DEFAULT_ADAPT_STEPS,
+    options: RunOptions | None = None,
+    **overrides: Any,
 ) -> xr.DataArray:
     """Super-resolve a Sentinel-2 cube to 10 m: a DataArray (time, band, y, x), bands B1 ... B12 (no B10).
 
@@ -471,9 +466,10 @@ def superresolve_cube(
     Data Space), or one per date (a sequence in the cube's order, or :func:`item_offsets`).
     ``chunk_size``: 10 m pixels a side of each output chunk (a multiple of 6); a chunk is read with the nets'
     context border, so memory goes with it. A Dask-backed cube gives a Dask-backed result, computed when
-    asked; a NumPy-backed one is computed now. ``level``, ``sensor_model``, ``weights_dir``, ``consistency``,
-    ``device``, ``precision``, ``adapt_steps``: as :func:`s2sr.superresolve` (adaptation, like the sensor
-    model, once per date on its fixed windows).
+    asked; a NumPy-backed one is computed now. ``level``: as :func:`s2sr.superresolve`. ``options`` (a
+    :class:`~s2sr.options.RunOptions`) and ``overrides`` (its fields by name): ``sensor_model``,
+    ``weights_dir``, ``consistency``, ``device``, ``precision``, ``adapt_steps`` are used, as
+    :func:`s2sr.superresolve` uses them (adaptation, like the sensor model, once per date on its fixed windows).
 
     The result has the 10 m grid's coordinates and CRS (rioxarray: ``.rio.crs``, ``.rio.transform()``), the
     cropping to whole 60 m pixels every group covers, float32 reflectance x 10000, ``_FillValue`` 0 where any
@@ -483,9 +479,8 @@ def superresolve_cube(
     adapted to it (:mod:`s2sr.adapt`: kept only where it fitted the date's held-back pixels better).
     """
     check_level(level)
-    adapt = AdaptOptions.parse(adapt_steps)
-    if not isinstance(sensor_model, SensorModel) and sensor_model not in SENSOR_MODELS:
-        raise InputParametersError(f"sensor_model must be one of {', '.join(SENSOR_MODELS)} or a SensorModel, got {sensor_model!r}")
+    opts = RunOptions.parse(options, **overrides)
+    adapt, sensor_model = opts.adaptation, opts.sensor_model
     if not isinstance(chunk_size, int) or chunk_size <= 0 or chunk_size % ALIGN:
         raise InputParametersError(f"chunk_size must be a positive multiple of 6 (10 m pixels), got {chunk_size!r}")
     bands = _band_arrays(cube)
@@ -509,7 +504,7 @@ def superresolve_cube(
     ydim, xdim = reference.dims[-2:]
     lazy = any(_is_dask(bands[b].data) for m in groups.values() for b in m)
     stacks = {f: _stack([bands[b] for b in members], layout, f, times is not None, lazy) for f, members in groups.items()}
-    spec = NetSpec(level, with_60m, weights_dir, consistency, device, precision)
+    spec = NetSpec(level, with_60m, opts.weights_dir, opts.consistency, opts.device, opts.precision)
     raster = Window(0, 0, layout.height, layout.width)
     if lazy:
         data, sigmas, adapted = _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size)

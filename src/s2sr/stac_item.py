@@ -57,6 +57,7 @@ def staged_items(tif: Path) -> list[Path]:
 def stage_output_item(
     tif: Path, *, source: Path | str, source_name: str, level: str, sensing_time: str, weights: list[Any],
     footprint: Any | None, version: str, read_from: Path | None = None, masks: dict[str, Any] | None = None,
+    derived_from: list[tuple[Path, str]] | tuple = (),
 ) -> Path:
     """Write the Item of ``tif`` under a hidden name beside it and return that name, for the caller to rename
     onto ``item_path(tif)`` (before the GeoTIFF itself is renamed into place). ``read_from``: the file to
@@ -75,6 +76,7 @@ def stage_output_item(
         sensor_model = ds.tags().get("sensor_model")
         adaptation = ds.tags().get("adaptation")
         fusion = ds.tags().get("fusion")
+        mosaic = ds.tags().get("mosaic")
     geometry, bbox = as_feature_geometry(footprint) if footprint is not None else (None, None)
     item = {
         "type": "Feature",
@@ -101,8 +103,11 @@ def stage_output_item(
             **({"s2sr:adaptation": json.loads(adaptation)} if adaptation else {}),
             **({"s2sr:fusion": json.loads(fusion)} if fusion else {}),
             **({"s2sr:masks": masks["status"]} if masks else {}),
+            **({"s2sr:source_products": [source_name] + [name for _, name in derived_from]} if derived_from else {}),
+            **({"s2sr:mosaic": json.loads(mosaic)} if mosaic else {}),
         },
-        "links": [{"rel": "derived_from", "href": _href(source, tif), "title": source_name}],
+        "links": [{"rel": "derived_from", "href": _href(path, tif), "title": name}
+                  for path, name in [(source, source_name), *derived_from]],
         "assets": {
             "data": {
                 "href": f"./{Path(tif).name}",
