@@ -160,6 +160,9 @@ def decide_x6(nets: Nets, read: Read, height: int, width: int) -> Nets:
     if weight <= 0:
         return decided(0.0, "the manifest gives the net weight 0 at this product's blur")
     windows = decision_windows(height, width)
+    room = sum(max(0, w.height // 6 - 2 * EDGE) * max(0, w.width // 6 - 2 * EDGE) for w in windows)
+    if room < MIN_PIXELS:  # too small whatever its pixels hold: nothing read, no net run
+        return decided(0.0, _too_few(room), windows=len(windows))
     sq_r = sq_f = 0.0
     values = 0
     for window in windows:
@@ -172,11 +175,15 @@ def decide_x6(nets: Nets, read: Read, height: int, width: int) -> Nets:
         sq_r, sq_f, values = sq_r + r, sq_f + f, values + n
     pixels = values // len(BANDS_60M)
     if pixels < MIN_PIXELS:
-        return decided(0.0, f"too few usable 60 m pixels to judge the net ({pixels}, needs {MIN_PIXELS}: a small, "
-                            "nodata or saturated product); the regression alone", windows=len(windows), pixels=pixels)
+        return decided(0.0, _too_few(pixels), windows=len(windows), pixels=pixels)
     rmse_r, rmse_f = float(np.sqrt(sq_r / values)), float(np.sqrt(sq_f / values))
     record = dict(windows=len(windows), pixels=pixels, rmse_regression=rmse_r, rmse_fused=rmse_f)
     if rmse_f < (1 - MARGIN) * rmse_r:
         return decided(weight, f"the net wins on the product's level-down pairs by more than {MARGIN:.0%}", **record)
     return decided(0.0, f"the net does not win on the product's level-down pairs by {MARGIN:.0%}; the regression alone",
                    **record)
+
+
+def _too_few(pixels: int) -> str:
+    return (f"too few usable 60 m pixels to judge the net ({pixels}, needs {MIN_PIXELS}: a small, nodata or saturated "
+            "product); the regression alone")
