@@ -11,7 +11,7 @@ only if it wins by :data:`MARGIN`, otherwise its weight is 0 and it does not run
 - **Fixed windows** of the product grid (:func:`decision_windows`), so an AOI run, a whole-product run and
   any tile size decide the same; each window is read, judged and dropped (memory bounded by one window).
 - **Falls back to the regression** where the pairs are too few to judge (:data:`MIN_PIXELS` usable 60 m
-  pixels: a product under about 850 px a side, or one whose 60 m bands are mostly nodata or saturated).
+  pixels: a product under about 920 px a side, or one whose 60 m bands are mostly nodata or saturated).
 - **What it decided**, and why, is a value, :class:`X6Decision`, recorded with the fusion in the GeoTIFF tags
   and the STAC Item (``Nets.fusion_record``).
 """
@@ -31,8 +31,8 @@ from .resample import degrade_bands
 from .sensor import SensorModel, mtf_sigma
 from .tiling import Window
 
-#: Side of a decision window in 10 m pixels (a multiple of 36): 240 px at 60 m, 40 px at 360 m one level down.
-WINDOW_SIZE = 1440
+#: Side of a decision window in 10 m pixels (a multiple of 36): 168 px at 60 m, 28 px at 360 m one level down.
+WINDOW_SIZE = 1008
 WINDOWS_PER_SIDE = 3
 #: Fewest usable 60 m pixels (pooled over the windows, the margins cut off) to judge by; fewer: the regression.
 MIN_PIXELS = 20000
@@ -81,9 +81,9 @@ class X6Decision:
 
 
 def decision_windows(height: int, width: int) -> list[Window]:
-    """Fixed product-grid windows the decision is made on: a 3 x 3 grid of 1440 px windows centred in equal
+    """Fixed product-grid windows the decision is made on: a 3 x 3 grid of 1008 px windows centred in equal
     parts of the raster (aligned to 36 px, one 360 m pixel); a smaller raster gives one window at its centre,
-    at most 1440 px a side (whole 360 m pixels)."""
+    at most 1008 px a side (whole 360 m pixels)."""
     size = WINDOW_SIZE
     if height >= size * WINDOWS_PER_SIDE and width >= size * WINDOWS_PER_SIDE:
         n = WINDOWS_PER_SIDE
