@@ -29,7 +29,8 @@ def test_the_windows_are_fixed_on_the_product_grid():
     whole = decision_windows(10980, 10980)
     assert len(whole) == 9 and all(w.height == w.width == 1008 and w.row % 36 == 0 == w.col % 36 for w in whole)
     assert all(w.row_stop <= 10980 and w.col_stop <= 10980 for w in whole)
-    assert decision_windows(500, 2000) == [Window(0, 468, 468, 1008)]
+    assert decision_windows(500, 2000) == [Window(0, 0, 468, 1980)]
+    assert decision_windows(1830, 3100) == [Window(0, 540, 1800, 2016)]
     assert decision_windows(30, 30) == []
 
 

@@ -187,7 +187,10 @@ class Nets:
             radius = net.manifest.architecture.receptive_radius
             if net.manifest.residual_to == "regression":  # the net reads the regression's estimate around it
                 return radius + regression_reach(scale, self.sigma(scale))
-            regression = regression_reach(scale, self.sigma(scale)) if self.fusion(scale).net_weight < 1 else 0
+            # x6: the product's decision may leave the regression alone, so a border fixed before it (a cube's
+            # chunks are read with one) holds its reach whatever the decision
+            fused = self.fusion(scale).net_weight < 1 or scale == 6
+            regression = regression_reach(scale, self.sigma(scale)) if fused else 0
             return max(18 + radius, regression)
 
         need = max(fill + estimate_reach(s, n) + self.reach(s) for s, n in nets)

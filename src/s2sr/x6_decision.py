@@ -34,6 +34,8 @@ from .tiling import Window
 #: Side of a decision window in 10 m pixels (a multiple of 36): 168 px at 60 m, 28 px at 360 m one level down.
 WINDOW_SIZE = 1008
 WINDOWS_PER_SIDE = 3
+#: Side of the one window of a raster smaller than three windows a side (10 m pixels): as many pixels as four.
+SMALL_WINDOW_SIZE = 2 * WINDOW_SIZE
 #: Fewest usable 60 m pixels (pooled over the windows, the margins cut off) to judge by; fewer: the regression.
 MIN_PIXELS = 20000
 #: The fused estimate's held-out RMSE must be below ``1 - MARGIN`` times the regression's for the net to run.
@@ -83,14 +85,14 @@ class X6Decision:
 def decision_windows(height: int, width: int) -> list[Window]:
     """Fixed product-grid windows the decision is made on: a 3 x 3 grid of 1008 px windows centred in equal
     parts of the raster (aligned to 36 px, one 360 m pixel); a smaller raster gives one window at its centre,
-    at most 1008 px a side (whole 360 m pixels)."""
+    at most :data:`SMALL_WINDOW_SIZE` a side (whole 360 m pixels)."""
     size = WINDOW_SIZE
     if height >= size * WINDOWS_PER_SIDE and width >= size * WINDOWS_PER_SIDE:
         n = WINDOWS_PER_SIDE
         return [Window(((2 * i + 1) * height // (2 * n) - size // 2) // 36 * 36,
                        ((2 * j + 1) * width // (2 * n) - size // 2) // 36 * 36, size, size)
                 for i in range(n) for j in range(n)]
-    h, w = min(height, size) // 36 * 36, min(width, size) // 36 * 36
+    h, w = min(height, SMALL_WINDOW_SIZE) // 36 * 36, min(width, SMALL_WINDOW_SIZE) // 36 * 36
     if not h or not w:
         return []
     return [Window((height - h) // 2 // 36 * 36, (width - w) // 2 // 36 * 36, h, w)]
