@@ -28,7 +28,10 @@ def _nets(weights):
 def test_the_windows_are_fixed_on_the_product_grid():
     whole = decision_windows(10980, 10980)
     assert len(whole) == 9 and all(w.height == w.width == 1008 and w.row % 36 == 0 == w.col % 36 for w in whole)
-    assert all(w.row_stop <= 10980 and w.col_stop <= 10980 for w in whole)
+    assert {w.row for w in whole} == {w.col for w in whole} == {0, 4104, 8208}  # each inside one 1024 px JP2 block
+    assert all(w.row // 1024 == (w.row_stop - 1) // 1024 for w in whole)
+    assert len(decision_windows(5000, 4000)) == 9 and all(w.row_stop <= 5000 and w.col_stop <= 4000
+                                                          for w in decision_windows(5000, 4000))
     assert decision_windows(500, 2000) == [Window(0, 0, 468, 1980)]
     assert decision_windows(1830, 3100) == [Window(0, 540, 1800, 2016)]
     assert decision_windows(30, 30) == []
