@@ -1,12 +1,13 @@
 """Whether B1 and B9 use the x6 net: judged per product on its own bands one level down, before the tiles.
 
 The x6 net learnt from few and small scenes; measured on scenes no choice saw, it beats the regression alone
-on some and loses on others by up to a quarter (``docs/how-it-works.md``, *B1 and B9*). Which one a product
+on some and loses on others by more than a quarter (``docs/how-it-works.md``, *B1 and B9*). Which one a product
 is cannot be read off its blur, so each product is asked directly: its 10, 20 and 60 m bands degraded by 6
 (each with the run's blur: the documented MTF for the 10 and 20 m bands, the sensor model's for B1 and B9) are
 a product one level down, its own 60 m bands the truth. The fused estimate (the net at the weight the
 manifest gives this product's blur) is compared with the regression alone on those pairs; the net is used
-only if it wins by :data:`MARGIN`, otherwise its weight is 0 and it does not run.
+only if it wins by :data:`MARGIN`, otherwise its weight is 0 and it does not run. Every usable pixel is
+judged, none held back: nothing is fitted to the truth, only chosen between two fixed estimators.
 
 - **Fixed windows** of the product grid (:func:`decision_windows`), so an AOI run, a whole-product run and
   any tile size decide the same; each window is read, judged and dropped (memory bounded by one window).
@@ -43,7 +44,8 @@ SMALL_WINDOW_SIZE = 2 * WINDOW_SIZE
 PRODUCT_ORIGINS = (0, 4104, 8208)
 #: Fewest usable 60 m pixels (pooled over the windows, the margins cut off) to judge by; fewer: the regression.
 MIN_PIXELS = 20000
-#: The fused estimate's held-out RMSE must be below ``1 - MARGIN`` times the regression's for the net to run.
+#: The fused estimate's RMSE on the level-down pairs must be below ``1 - MARGIN`` times the regression's for the
+#: net to run: the largest loss on a scene issue 44 tolerates, set once (no scene here is large enough to tune it).
 MARGIN = 0.02
 #: 60 m pixels cut off each window's edge before judging: there the level-down inputs read reflected edges.
 EDGE = 6
