@@ -218,6 +218,9 @@ def main() -> int:
         print(f"precision {precision}, nets: {figures['nets_on']}; sensor model {args.sensor_model}, net weights "
               + ", ".join(f"{scale} {f['net_weight']:g}" for scale, f in figures["fusion"].items())
               + " (at weight 0 a net does not run)")
+        decision = figures["fusion"].get("x6", {}).get("decision")
+        if decision:
+            print(f"x6 decision: {decision['reason']} ({decision['seconds']:g} s)")
         print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "
               f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB)")
         for stage, seconds in figures["stages"].items():

@@ -50,6 +50,7 @@ def test_run_adapts_the_x2_net_as_asked_and_says_what_it_did(build_product, tmp_
         (record,) = json.loads(ds.tags()["adaptation"])
     assert record["steps"] == 3 and record["heldout_rmse_before"] > 0
     assert any(line.startswith("s2sr: x2 net ") and "held-back RMSE" in line for line in proc.stderr.splitlines())
+    assert any(line.startswith("s2sr: B1/B9 by the regression alone: ") for line in proc.stderr.splitlines())
     assert [line for line in proc.stderr.splitlines() if not line.startswith("s2sr: ")] == []  # no TensorFlow line
     proc = _s2sr("run", product, tmp_path / "n.tif", "--no-adapt", "--device", "cpu", "--precision", "float32")
     assert proc.returncode == 0 and "s2sr: x2 net not adapted: turned off" in proc.stderr

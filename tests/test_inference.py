@@ -171,7 +171,17 @@ def _realistic_arrays(size=216, seed=5):
     return group(BANDS_10M, 1), group(BANDS_20M, 2), group(BANDS_60M, 6)
 
 
-def test_an_untrained_net_refining_the_regression_returns_the_regression(tiny_weights, tiny_weights_on_regression, tmp_path):
+@pytest.fixture
+def x6_net_kept(monkeypatch):
+    """The per-product decision judges even a small array and keeps the x6 net: the net runs in every tile."""
+    from s2sr import x6_decision
+
+    monkeypatch.setattr(x6_decision, "MIN_PIXELS", 100)
+    monkeypatch.setattr(x6_decision, "MARGIN", -10.0)
+
+
+def test_an_untrained_net_refining_the_regression_returns_the_regression(tiny_weights, tiny_weights_on_regression, tmp_path,
+                                                                         x6_net_kept):
     import shutil
 
     import keras
@@ -196,7 +206,7 @@ def test_an_untrained_net_refining_the_regression_returns_the_regression(tiny_we
     np.testing.assert_allclose(net, want, atol=0.05)
 
 
-def test_a_net_refining_the_regression_gives_the_same_output_tiled_and_untiled(tiny_weights_on_regression):
+def test_a_net_refining_the_regression_gives_the_same_output_tiled_and_untiled(tiny_weights_on_regression, x6_net_kept):
     arrays = _realistic_arrays(648)  # wider than a tile and its border (186 px) both sides: tiles see different data
     nets = load_nets("L2A", weights_dir=tiny_weights_on_regression)
     assert nets.border == 186

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 import s2sr
-from s2sr import inference
+from s2sr import inference, x6_decision
 from s2sr.errors import AoiError, InputParametersError
 from s2sr.sample import SampleSpec
 
@@ -49,6 +49,10 @@ def test_output_metadata_matches_golden(build_product, tiny_weights, tmp_path):
     kernels, golden_kernels = (json.loads(p["tags"].pop("sensor_model")) for p in (profile, golden))
     # adaptation: what it did is pinned, its held-back RMSE to 0.5 DN, its seconds and weights' digest not
     adapted, golden_adapted = (json.loads(p["tags"].pop("adaptation")) for p in (profile, golden))
+    # the x6 decision: what it decided and why is pinned, its seconds not
+    fusion, golden_fusion = (json.loads(p["tags"].pop("fusion")) for p in (profile, golden))
+    fusion["x6"]["decision"].pop("seconds"), golden_fusion["x6"]["decision"].pop("seconds")
+    assert fusion == golden_fusion
     assert profile == golden
     for got, want in zip(adapted, golden_adapted, strict=True):
         for key in ("heldout_rmse_before", "heldout_rmse_after"):
@@ -110,6 +114,10 @@ def test_small_aoi_equals_the_same_window_of_a_whole_run(build_product, tiny_wei
         # both adapted the x2 net on the product's fixed windows, to the same weights
         (adapted_whole,), (adapted_part,) = (json.loads(ds.tags()["adaptation"]) for ds in (w, p))
         assert adapted_whole["kept"] and adapted_whole == {**adapted_part, "seconds": adapted_whole["seconds"]}
+        # and decided B1/B9 on the product's fixed windows, the same way
+        (x6_whole, x6_part) = (json.loads(ds.tags()["fusion"])["x6"] for ds in (w, p))
+        x6_part["decision"]["seconds"] = x6_whole["decision"]["seconds"]
+        assert x6_whole == x6_part
 
 
 def test_tiled_output_equals_untiled_with_adaptation(build_product, tiny_weights, tmp_path):
@@ -133,15 +141,33 @@ def test_the_x6_net_runs_at_the_weight_of_the_products_blur(build_product, tiny_
     ran = []
     run_net = inference.run_net
     monkeypatch.setattr(inference, "run_net", lambda net, inputs: ran.append(net.manifest.scale) or run_net(net, inputs))
+    monkeypatch.setattr(x6_decision, "MIN_PIXELS", 100)  # judged on this small product,
+    monkeypatch.setattr(x6_decision, "MARGIN", -10.0)  # and any net wins there
     product = build_product(size=240)
     for sensor_model, weight in (("paper", 0.0), ("mtf", 1.0)):  # B1, B9 sigma 1/6 px; 2.2 and 2.3 px
         ran.clear()
         out = _run(product, tmp_path / f"{sensor_model}.tif", weights, sensor_model=sensor_model, adapt_steps=0)
         with rasterio.open(out) as ds:
             used = json.loads(ds.tags()["fusion"])
+        decision = used["x6"].pop("decision")
         assert used["x6"] == {"net_weight": weight, "projection_steps": 1}
+        assert decision["net_weight"] == decision["fused_weight"] == weight
+        assert ("wins" in decision["reason"]) == (weight > 0) and ("weight 0" in decision["reason"]) == (weight == 0)
         assert (6 in ran) == (weight > 0), sensor_model
-        assert json.loads(out.with_suffix(".json").read_text())["properties"]["s2sr:fusion"] == used
+        assert json.loads(out.with_suffix(".json").read_text())["properties"]["s2sr:fusion"]["x6"]["decision"] == decision
+
+
+def test_a_small_product_records_why_b1_b9_use_the_regression_alone(build_product, tiny_weights_on_regression, tmp_path,
+                                                                     monkeypatch):
+    ran = []
+    run_net = inference.run_net
+    monkeypatch.setattr(inference, "run_net", lambda net, inputs: ran.append(net.manifest.scale) or run_net(net, inputs))
+    out = _run(build_product(size=240), tmp_path / "out.tif", tiny_weights_on_regression, sensor_model="mtf", adapt_steps=0)
+    with rasterio.open(out) as ds:
+        used = json.loads(ds.tags()["fusion"])["x6"]
+    assert used["net_weight"] == 0 and used["decision"]["fused_weight"] == 1.0 and 6 not in ran
+    assert "too few usable 60 m pixels" in used["decision"]["reason"]
+    assert json.loads(out.with_suffix(".json").read_text())["properties"]["s2sr:fusion"]["x6"] == used
 
 
 def test_no_adaptation_is_recorded_as_turned_off(build_product, tiny_weights, tmp_path):

@@ -41,6 +41,7 @@ from .resample import inner
 from .runner import StageTimes
 from .sensor import SensorModel, mtf_sigma, protocol_sigma
 from .tiling import Window
+from .x6_decision import decide_x6
 
 #: Fine-tuning steps of every run unless asked otherwise (0 turns adaptation off): the one default of the
 #: library, the CLI, the batch and the block.
@@ -338,10 +339,14 @@ def prepare_nets(nets: Nets, read: Read, height: int, width: int, sensor_model: 
                  options: AdaptOptions, times: StageTimes | None = None) -> Nets:
     """What a product's tiles (a cube date's chunks) run with, made once before them, never per tile: the sensor
     model measured on the product's fixed windows (:func:`s2sr.blur.sensor_model_for`), then the x2 net adapted
-    on the same windows, each window decoded once. ``times`` gets the seconds of both."""
+    on the same windows, each window decoded once, then whether the x6 net runs, judged on larger windows of
+    the product one level down (:func:`s2sr.x6_decision.decide_x6`; read one at a time, not kept). ``times``
+    gets the seconds of each."""
     times = times if times is not None else StageTimes()
     once = _ReadOnce(read)
     with times.timing("sensor model"):
         nets = replace(nets, sensor=sensor_model_for(sensor_model, once, height, width))
     with times.timing("adaptation"):
-        return adapt_nets(nets, once, height, width, options)
+        nets = adapt_nets(nets, once, height, width, options)
+    with times.timing("x6 decision"):
+        return decide_x6(nets, read, height, width)

@@ -87,14 +87,20 @@ def _load_nets_backend() -> None:
 
 
 def _log_adaptation(output: Path) -> None:
-    """What run-time adaptation did, as its STAC Item beside the output records it (one line per net)."""
+    """What run-time adaptation did, as its STAC Item beside the output records it (one line per net), and which
+    estimator B1 and B9 got (the x6 decision)."""
     import json
 
     from .adapt import Adaptation
     from .stac_item import item_path
+    from .x6_decision import X6Decision
 
-    for record in json.loads(item_path(output).read_text())["properties"].get("s2sr:adaptation", []):
+    properties = json.loads(item_path(output).read_text())["properties"]
+    for record in properties.get("s2sr:adaptation", []):
         _log(Adaptation.from_dict(record).describe())
+    decision = properties.get("s2sr:fusion", {}).get("x6", {}).get("decision")
+    if decision:
+        _log(X6Decision.from_dict(decision).describe())
 
 
 def _searched(args: argparse.Namespace, aoi) -> list[str]:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,20 +146,29 @@ class Nets:
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # for the numpy stages, per band
     sensor: SensorModel = field(default_factory=SensorModel.paper)  # the blur every degrading stage assumes
     adaptation: tuple = ()  # what run-time adaptation did to these nets (``adapt.Adaptation`` per net)
+    #: Whether the product's own pairs one level down let the x6 net run (``x6_decision.X6Decision``); None: not
+    #: judged (the manifest's weight at the product's blur, or the caller's override).
+    x6_decision: Any = None
 
     def fusion(self, scale: int) -> Fusion:
-        """The manifest's fusion for a scale (or an override) at the sensor model's blur of its bands, the
-        projection dropped without consistency."""
+        """The manifest's fusion for a scale (or an override) at the sensor model's blur of its bands, the x6
+        weight as the product's decision has it, the projection dropped without consistency."""
         net = self.x2 if scale == 2 else self.x6
-        fusion = dict(self.overrides).get(scale) or Fusion.from_dict(net.manifest.fusion if net else None)
+        override = dict(self.overrides).get(scale)
+        fusion = override or Fusion.from_dict(net.manifest.fusion if net else None)
         fusion = fusion.at_blur(float(np.mean(self.sensor.sigmas(BANDS_20M if scale == 2 else BANDS_60M))))
+        if scale == 6 and override is None and self.x6_decision is not None:
+            fusion = replace(fusion, net_weight=self.x6_decision.net_weight)
         return fusion if self.consistency else replace(fusion, projection_steps=0)
 
     def fusion_record(self) -> dict[str, dict]:
-        """The fusion each scale ran with (a manifest's per-blur weight taken at this product's blur), for the
-        output's tags and STAC Item."""
+        """The fusion each scale ran with (a manifest's per-blur weight taken at this product's blur, the x6
+        weight as the product's decision has it, with its reason), for the output's tags and STAC Item."""
         scales = (2, 6) if self.x6 is not None else (2,)
-        return {f"x{s}": self.fusion(s).to_dict() for s in scales}
+        record = {f"x{s}": self.fusion(s).to_dict() for s in scales}
+        if self.x6 is not None and self.x6_decision is not None:
+            record["x6"]["decision"] = self.x6_decision.to_dict()
+        return record
 
     def sigma(self, scale: int) -> float:
         """The widest blur of a scale's bands: what the borders are sized for."""
@@ -183,7 +193,10 @@ class Nets:
             radius = net.manifest.architecture.receptive_radius
             if net.manifest.residual_to == "regression":  # the net reads the regression's estimate around it
                 return radius + regression_reach(scale, self.sigma(scale))
-            regression = regression_reach(scale, self.sigma(scale)) if self.fusion(scale).net_weight < 1 else 0
+            # x6: the product's decision may leave the regression alone, so a border fixed before it (a cube's
+            # chunks are read with one) holds its reach whatever the decision
+            fused = self.fusion(scale).net_weight < 1 or scale == 6
+            regression = regression_reach(scale, self.sigma(scale)) if fused else 0
             return max(18 + radius, regression)
 
         need = max(fill + estimate_reach(s, n) + self.reach(s) for s, n in nets)
