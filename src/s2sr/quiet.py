@@ -89,7 +89,7 @@ def load_keras_quietly(environ: MutableMapping[str, str] | None = None) -> None:
     """Load Keras and its backend now, with TensorFlow's INFO lines off and those of its loading dropped."""
     if "tensorflow" not in sys.modules:
         quiet_environment(os.environ if environ is None else environ)
-    if "keras" not in sys.modules:
+    if sys.modules.get("keras") is None:  # not loaded yet (or its import blocked: then the error below)
         try:
             with filtered_stderr(lambda line: not is_noise(line)):
                 import keras  # noqa: F401  (loads the backend: TensorFlow logs while its libraries load)
