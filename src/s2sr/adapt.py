@@ -335,13 +335,27 @@ class _ReadOnce:
 
 
 def prepare_nets(nets: Nets, read: Read, height: int, width: int, sensor_model: str | SensorModel,
-                 options: AdaptOptions, times: StageTimes | None = None) -> Nets:
+                 options: AdaptOptions, times: StageTimes | None = None, uncertainty: bool = False,
+                 warn: Callable[[str], None] | None = None) -> Nets:
     """What a product's tiles (a cube date's chunks) run with, made once before them, never per tile: the sensor
     model measured on the product's fixed windows (:func:`s2sr.blur.sensor_model_for`), then the x2 net adapted
-    on the same windows, each window decoded once. ``times`` gets the seconds of both."""
+    on the same windows, then, with ``uncertainty``, the intervals calibrated one level down on the same windows
+    (:func:`s2sr.uncertainty.calibrate`), each window decoded once. ``times`` gets the seconds of each. A
+    calibration that fails leaves the nets without one (no uncertainty, never the bands lost) and calls ``warn``."""
     times = times if times is not None else StageTimes()
     once = _ReadOnce(read)
     with times.timing("sensor model"):
         nets = replace(nets, sensor=sensor_model_for(sensor_model, once, height, width))
     with times.timing("adaptation"):
-        return adapt_nets(nets, once, height, width, options)
+        nets = adapt_nets(nets, once, height, width, options)
+    if not uncertainty:
+        return replace(nets, calibration=None)
+    from .uncertainty import calibrate
+
+    with times.timing("calibration"):
+        try:
+            return replace(nets, calibration=calibrate(nets, once, height, width))
+        except Exception as exc:  # the uncertainty never costs the bands
+            if warn is not None:
+                warn(f"uncertainty not computed: calibration failed ({type(exc).__name__}: {exc})")
+            return replace(nets, calibration=None)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +127,8 @@ class WindowResult:
     valid: np.ndarray  # (h, w) bool: every input band had data
     saturated20: np.ndarray  # (6, h, w) bool
     saturated60: np.ndarray | None
+    u20: np.ndarray | None = None  # (6, h, w) float32: half-widths of the 90 % intervals (DN), with a calibration
+    u60: np.ndarray | None = None  # (2, h, w)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class Nets:
     threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # for the numpy stages, per band
     sensor: SensorModel = field(default_factory=SensorModel.paper)  # the blur every degrading stage assumes
     adaptation: tuple = ()  # what run-time adaptation did to these nets (``adapt.Adaptation`` per net)
+    #: What turns each pixel's error scale into its interval (``uncertainty.Calibration``); None: no uncertainty.
+    calibration: Any = None
 
     def fusion(self, scale: int) -> Fusion:
         """The manifest's fusion for a scale (or an override) at the sensor model's blur of its bands, the
@@ -377,6 +382,15 @@ def superresolve_groups(
         estimates = _estimate_all(work, border, per_band, times)
     finally:
         per_band.close()
+    u20 = u60 = None
+    if nets.calibration is not None:
+        with times.timing("uncertainty"):
+            try:
+                u20 = nets.calibration.interval(2, estimates[0], inner(up20, border - lead))
+                if with_60m:
+                    u60 = nets.calibration.interval(6, estimates[1], inner(up60, border - crops[6]))
+            except Exception:  # the intervals never cost the bands: a tile without them drops the file, with a warning
+                u20 = u60 = None
     valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)
     sat60 = None
     if with_60m:
@@ -384,7 +398,7 @@ def superresolve_groups(
         sat60 = nearest_upsample(inner(g60.saturated, border // 6), 6)
     return WindowResult(
         inner(g10.values, border), inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
-        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60,
+        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60, u20, u60,
     )
 
 

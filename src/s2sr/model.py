@@ -81,6 +81,9 @@ class WeightsManifest:
     #: What the net's last input carries and its output is a residual to: the bicubic upsampling of the target
     #: bands (DSen2), or the scene-adaptive regression's estimate (bicubic plus its detail, x6 only).
     residual_to: str = "bicubic"
+    #: The shipped calibration of the per-pixel uncertainty (``uncertainty.shipped``): per band, the quantile of
+    #: |error| / scale, for products too small to calibrate themselves one level down.
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, path: Path) -> WeightsManifest:
@@ -113,6 +116,7 @@ class WeightsManifest:
             "training": self.training,
             "fusion": self.fusion,
             "residual_to": self.residual_to,
+            **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
         }
         return json.dumps(raw, indent=2) + "\n"
 

@@ -56,11 +56,13 @@ def staged_items(tif: Path) -> list[Path]:
 def stage_output_item(
     tif: Path, *, source: Path, source_name: str, level: str, sensing_time: str, weights: list[Any],
     footprint: Any | None, version: str, read_from: Path | None = None, masks: dict[str, Any] | None = None,
+    uncertainty: dict[str, Any] | None = None,
 ) -> Path:
     """Write the Item of ``tif`` under a hidden name beside it and return that name, for the caller to rename
     onto ``item_path(tif)`` (before the GeoTIFF itself is renamed into place). ``read_from``: the file to
     describe, when ``tif`` is not there yet (its finished ``.partial``). ``masks``: ``status``, the Item's
-    ``s2sr:masks`` (written, unavailable, failed and why), and ``asset``, the masks file (``masks.stac_asset``)."""
+    ``s2sr:masks`` (written, unavailable, failed and why), and ``asset``, the masks file (``masks.stac_asset``).
+    ``uncertainty``: likewise, the Item's ``s2sr:uncertainty`` (with the calibration) and its ``uncertainty`` asset."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -100,6 +102,7 @@ def stage_output_item(
             **({"s2sr:adaptation": json.loads(adaptation)} if adaptation else {}),
             **({"s2sr:fusion": json.loads(fusion)} if fusion else {}),
             **({"s2sr:masks": masks["status"]} if masks else {}),
+            **({"s2sr:uncertainty": uncertainty["status"]} if uncertainty else {}),
         },
         "links": [{"rel": "derived_from", "href": _href(source, tif), "title": source_name}],
         "assets": {
@@ -115,6 +118,7 @@ def stage_output_item(
                 ],
             },
             **({"masks": masks["asset"]} if masks and masks.get("asset") else {}),
+            **({"uncertainty": uncertainty["asset"]} if uncertainty and uncertainty.get("asset") else {}),
         },
     }
     path = item_path(tif)
