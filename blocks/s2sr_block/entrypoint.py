@@ -24,6 +24,7 @@ from s2sr.product import open_product
 from s2sr.stac_item import item_path
 from s2sr.storage import FIXES, check_folders, storage_faults
 from s2sr.terminal import Terminal, load_keras_quietly
+from s2sr.uncertainty import uncertainty_path
 
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
@@ -82,6 +83,7 @@ def run_block(
                     sensor_model=params.sensor_model,
                     masks=params.masks,
                     adapt_steps=params.adapt_steps,
+                    uncertainty=params.uncertainty,
                     warn=lambda message, label=label: log(f"{label}: {message}"),
                     progress=progress(label) if progress else None,
                     **extra,
@@ -95,7 +97,7 @@ def run_block(
                 empty.append(product.name)
                 continue
             stac = item_path(target)
-            written += [target, stac, companion_path(target)]
+            written += [target, stac, companion_path(target), uncertainty_path(target)]
             quicklooks = [quicklook_dir / f"{item.feature_id}.png", quicklook_dir / f"{item.feature_id}_sr.png"]
             written += quicklooks
             with storage_faults(quicklook_dir, "the quicklook folder"):

@@ -16,6 +16,7 @@ from s2sr.blur import CHOICES as SENSOR_MODELS
 from s2sr.blur import DEFAULT_SENSOR_MODEL
 from s2sr.errors import InputParametersError
 from s2sr.model import DEFAULT_PRECISION, PRECISIONS
+from s2sr.uncertainty import DEFAULT_UNCERTAINTY
 
 GEOMETRY_KEYS = ("bbox", "intersects", "contains")
 
@@ -31,6 +32,7 @@ class BlockParameters:
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate (per product), mtf, paper
     masks: bool = True  # the product's masks (SCL, cloud probability, cloud masks) beside each output
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (0: off)
+    uncertainty: bool = DEFAULT_UNCERTAINTY  # each output's per-pixel 90 % intervals beside it, out_uncertainty.tif
 
     @property
     def aoi(self) -> Any:
@@ -64,7 +66,7 @@ class BlockParameters:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputParametersError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        for key in ("clip_to_aoi", "copy_original_bands", "masks"):
+        for key in ("clip_to_aoi", "copy_original_bands", "masks", "uncertainty"):
             if key in raw and not isinstance(raw[key], bool):
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
         if "precision" in raw and raw["precision"] not in PRECISIONS:

@@ -31,6 +31,7 @@ from .errors import InputParametersError, NoInputError, S2srError, exit_code_for
 from .model import DEFAULT_PRECISION
 from .pipeline import DEFAULT_TILE_SIZE
 from .storage import check_folders, storage_faults
+from .uncertainty import DEFAULT_UNCERTAINTY
 
 SUFFIX = "_SR10m.tif"
 #: Workers one product may lose (each a killed process, an out-of-memory kill or a lost node) before it is
@@ -55,6 +56,7 @@ class BatchOptions:
     sensor_model: str = DEFAULT_SENSOR_MODEL  # the blur assumed: estimate, mtf or paper
     masks: bool = True  # the product's masks beside each output (``masks``)
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (``adapt``; 0: off)
+    uncertainty: bool = DEFAULT_UNCERTAINTY  # each output's per-pixel 90 % intervals beside it (``uncertainty``)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def find_inputs(inputs: list[str | Path]) -> list[Path]:
 
 def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     """The output of an earlier run: it opens, holds the expected bands, its STAC Item is beside it, and so is
-    the masks file where the Item lists one."""
+    the masks and uncertainty files where the Item lists them."""
     import rasterio
 
     from .stac_item import item_path
@@ -108,8 +110,9 @@ def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     try:
         with rasterio.open(tif) as ds:
             names = tuple(ds.tags(i).get("band") for i in range(1, ds.count + 1))
-        masks = json.loads(item_path(tif).read_text())["assets"].get("masks")
-        for path in [tif] + ([tif.parent / masks["href"]] if masks else []):
+        assets = json.loads(item_path(tif).read_text())["assets"]
+        companions = [tif.parent / assets[k]["href"] for k in ("masks", "uncertainty") if k in assets]
+        for path in [tif, *companions]:
             with rasterio.open(path) as ds:
                 ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))  # the last block decodes
     except Exception:  # anything unreadable is redone
@@ -132,7 +135,7 @@ def process(product: Path, output_dir: Path, options: BatchOptions) -> Record:
             copy_original_bands=options.copy_original_bands, tile_size=options.tile_size,
             weights_dir=Path(options.weights_dir) if options.weights_dir else None, device=options.device,
             precision=options.precision, sensor_model=options.sensor_model, masks=options.masks, warn=warnings.append,
-            adapt_steps=options.adapt_steps,
+            adapt_steps=options.adapt_steps, uncertainty=options.uncertainty,
         )
         return Record(str(product), "done", str(target), round(time.monotonic() - start, 2),
                       warning="; ".join(warnings) or None)

@@ -58,6 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         masks=not args.no_masks,
         warn=_log,
         adapt_steps=args.adapt_steps,
+        uncertainty=not args.no_uncertainty,
     )
     _log_adaptation(out)
     print(out)
@@ -116,7 +117,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         raise InputParametersError("give products, folders or lists to run, or --stac-api URL to search for them")
     options = BatchOptions(aoi=aoi, clip_to_aoi=not args.no_clip, copy_original_bands=not args.no_copy_original_bands,
                            tile_size=args.tile_size, device=args.device, precision=args.precision,
-                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps)
+                           sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps,
+                           uncertainty=not args.no_uncertainty)
     records = run_batch(inputs, args.output_dir, options, address=args.address, workers=args.workers,
                         log=_log, progress=_TERMINAL.progress("batch", unit="product"))
     failed = [r for r in records if r.status == "failed"]
@@ -278,6 +280,9 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
     parser.add_argument("--no-masks", action="store_true",
                         help="do not write the product's masks (SCL, cloud probability, cloud masks) beside the output")
+    parser.add_argument("--no-uncertainty", action="store_true",
+                        help="do not write the per-pixel uncertainty (half-width of each super-resolved pixel's 90 %% "
+                             "interval, calibrated on the product one level down) beside the output")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side in 10 m pixels, a multiple of 6")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where the nets run (default auto: a GPU if Keras sees one, else the CPU)")

@@ -258,6 +258,13 @@ def calibrate(nets, read: Read, height: int, width: int, rule: ScaleRule = DEFAU
 SUFFIX = "uncertainty"
 
 
+def uncertainty_path(output: Path) -> Path:
+    """The uncertainty file beside an output GeoTIFF: ``out.tif`` -> ``out_uncertainty.tif``."""
+    from .companion import companion_path
+
+    return companion_path(output, SUFFIX)
+
+
 def uncertainty_bands() -> tuple[str, ...]:
     """The file's bands: every super-resolved band, in spectral order (B1 B5 B6 B7 B8A B9 B11 B12)."""
     from .bands import output_bands
