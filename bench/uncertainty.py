@@ -38,25 +38,18 @@ from s2sr.resample import upsample
 from s2sr.sensor import PROTOCOLS
 from s2sr.tiling import Window, tile_grid
 from s2sr.training.evaluate import wald_inputs
+from s2sr.training.metrics import interval_scores as scores
 from s2sr.training.train import SELECTION_SCENES, TEST_SCENES
 from s2sr.uncertainty import (
     DEFAULT_RULE,
+    MIN_PIXELS,
     ScaleRule,
+    calibrate_from,
     conformal_quantile,
     error_scale,
     level_down_samples,
     sample_ratios,
-    shipped,
 )
-
-
-def scores(err: np.ndarray, half: np.ndarray) -> dict[str, float]:
-    """Coverage, informativeness and sharpness of one band's intervals over its valid pixels."""
-    order = np.argsort(half, kind="stable")
-    n = len(order)
-    narrow, wide = err[order[: n // 2]], err[order[n - max(1, n // 10):]]
-    return {"coverage": float(np.mean(err <= half)), "informativeness": float(wide.mean() / max(narrow.mean(), 1e-9)),
-            "sharpness": float(half.mean() / max(np.quantile(err, 0.9), 1e-9)), "pixels": n}
 
 
 def load_scenes(split: str, shared: Path):
@@ -129,6 +122,7 @@ def main() -> int:
     args = ap.parse_args()
     weights_dir = Path(args.weights_dir) if args.weights_dir else None
     rules = [DEFAULT_RULE] + [ScaleRule(int(r.split(":")[0]), *map(float, r.split(":")[1:])) for r in args.rules]
+    level_down: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {2: [], 6: []}  # (truth q, level-down q) per band
     scenes = load_scenes(args.split, Path(args.shared_data))
     if args.scenes:
         scenes = [s for s in scenes if s.name in args.scenes]
@@ -143,17 +137,17 @@ def main() -> int:
                     continue
                 est, bicubic, target, valid, nets, samples = got
                 err = np.abs(est - target)[:, valid]
+                net = load_nets("L2A", True, weights_dir).x2 if scale == 2 else load_nets("L2A", True, weights_dir).x6
                 for rule in rules:
-                    ratios = sample_ratios(samples, rule)
-                    n = ratios.shape[1] if ratios.size else 0
-                    net = load_nets("L2A", scale == 6, weights_dir).x2 if scale == 2 else load_nets("L2A", True, weights_dir).x6
-                    if n >= 1000:
-                        qs, source = [conformal_quantile(r) for r in ratios], "product"
-                    else:
-                        qs, source = list(shipped(net, scale, bands, "").quantiles), "shipped"
+                    calibration = calibrate_from(samples, net, scale, rule)
+                    qs, source, n = calibration.quantiles, calibration.source, calibration.pixels
                     s = error_scale(est, bicubic, rule)[:, valid]
                     if rule == DEFAULT_RULE:
                         truth_ratios[scale].append(err / s)
+                        ratios = sample_ratios(samples, rule)
+                        if ratios.size and ratios.shape[1] >= MIN_PIXELS:
+                            level_down[scale].append((np.array([conformal_quantile(r) for r in err / s]),
+                                                      np.array([conformal_quantile(r) for r in ratios])))
                     for i, band in enumerate(bands):
                         row = {"kernel": kernel, "scale": scale, "scene": scene.name, "band": band, "rule": f"{rule.cell}:{rule.floor}:{rule.power}",
                                "calibration": source, "q": qs[i], "n": n, **scores(err[i], qs[i] * s[i])}
@@ -163,7 +157,7 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     report(rows)
     if args.ship:
-        ship(Path(args.ship), truth_ratios)
+        ship(Path(args.ship), truth_ratios, level_down)
     return 0
 
 
@@ -192,9 +186,11 @@ def report(rows: list[dict]) -> None:
               f"{np.median([r['sharpness'] for r in sel]):.2f} |")
 
 
-def ship(weights_dir: Path, truth_ratios: dict[int, list[np.ndarray]]) -> None:
-    """The conformal quantile of |error| / scale at the product level over the given scenes, per band, into the
-    manifests as ``uncertainty``."""
+def ship(weights_dir: Path, truth_ratios: dict[int, list[np.ndarray]],
+         level_down: dict[int, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+    """The conformal quantile of |error| / scale at the product level over the given scenes, per band, and the
+    median over scenes and kernels of its ratio to the level-down quantile (where a scene is large enough for
+    one), into the manifests as ``uncertainty``."""
     for scale, parts in truth_ratios.items():
         if not parts:
             continue
@@ -205,6 +201,9 @@ def ship(weights_dir: Path, truth_ratios: dict[int, list[np.ndarray]]) -> None:
         raw["uncertainty"] = {"coverage": 0.9, "rule": {"cell": DEFAULT_RULE.cell, "floor": DEFAULT_RULE.floor},
                               "quantiles": {b: round(conformal_quantile(r), 4) for b, r in zip(bands, ratios, strict=True)},
                               "pixels": int(ratios.shape[1]),
+                              **({"level_factors": {b: round(float(k), 4) for b, k in zip(bands, np.median(
+                                  [t / d for t, d in level_down[scale]], axis=0), strict=True)},
+                                  "level_factor_scenes": len(level_down[scale])} if level_down[scale] else {}),
                               "calibrated_on": "the training split's Wald pairs (truth), paper and sensor kernels pooled"}
         path.write_text(json.dumps(raw, indent=2) + "\n")
         print(f"shipped x{scale}: {raw['uncertainty']['quantiles']}", file=sys.stderr)

@@ -224,6 +224,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.evaluate import (
         choose_fusion,
         evaluate_scenes,
+        interval_markdown,
         markdown,
         pooled_rows,
         scene_from_npz,
@@ -263,6 +264,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log, precision=args.precision,
                            kernels=tuple(args.kernel))
     print(markdown(rows + pooled_rows(rows)))
+    intervals = interval_markdown(rows)
+    if intervals:
+        print("\nPer-pixel 90 % intervals of s2sr's output (coverage 0.85-0.95 wanted):\n")
+        print(intervals)
     return 0
 
 

@@ -56,12 +56,14 @@ DEFAULT_QUANTILE = 3.0
 class ScaleRule:
     """How the per-pixel error scale is made from the output and the bicubic upsampling of the measured band:
     ``sqrt(cell(d^2) + (floor x cell(|bicubic|))^2)``, d = output - bicubic, ``cell`` the mean over cells of
-    ``cell`` x ``cell`` pixels aligned to the grid (a divisor of 6, so tiles and AOI windows share them), taken
-    to the ``power`` (below 1: the scale spreads less than the detail energy, which spans more than the error)."""
+    ``cell`` x ``cell`` pixels aligned to the grid (a divisor of 6, so tiles and AOI windows share them), mixed
+    with the pixel's own d^2 by ``point``, taken to the ``power`` (below 1: the scale spreads less than the
+    detail energy, which spans more than the error). Chosen on the selection scenes (``bench/uncertainty.py``)."""
 
     cell: int = 6
     floor: float = 0.01
-    power: float = 1.0
+    power: float = 0.8
+    point: float = 0.25
 
     def __post_init__(self):
         if self.cell < 1 or 6 % self.cell:
@@ -88,7 +90,10 @@ def error_scale(estimate: np.ndarray, bicubic: np.ndarray, rule: ScaleRule = DEF
     """(bands, h, w) float32: the error scale of each output pixel (DN), from the detail the method added to the
     bicubic upsampling and the local level (:class:`ScaleRule`)."""
     detail = np.subtract(estimate, bicubic, dtype=np.float32)
-    energy = cell_mean(detail * detail, rule.cell)
+    squared = detail * detail
+    energy = cell_mean(squared, rule.cell)
+    if rule.point:
+        energy = energy * np.float32(1 - rule.point) + squared * np.float32(rule.point)
     level = cell_mean(np.abs(bicubic), rule.cell) * np.float32(rule.floor)
     scale = np.sqrt(energy + level * level + np.float32(1e-6))
     return scale if rule.power == 1.0 else np.power(scale, np.float32(rule.power))
@@ -115,10 +120,13 @@ class ScaleCalibration:
     source: str
     pixels: int = 0  # usable calibration pixels per band, one level down
     reason: str = ""
+    level_factors: tuple[float, ...] = ()  # per band, the shipped ratio of output-level to level-down quantiles
 
     def to_dict(self) -> dict:
         out = {"scale": self.scale, "source": self.source, "pixels": self.pixels,
                "quantiles": {b: round(q, 4) for b, q in zip(self.bands, self.quantiles, strict=True)}}
+        if self.level_factors:
+            out["level_factors"] = {b: round(k, 4) for b, k in zip(self.bands, self.level_factors, strict=True)}
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -143,7 +151,8 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"coverage": self.coverage, "interval": "half-width of the central interval, DN",
-                "scale": f"sqrt(cell{self.rule.cell}(output - bicubic)^2 + ({self.rule.floor} x cell{self.rule.cell}(bicubic))^2)",
+                "scale": (f"(({1 - self.rule.point:g} cell{self.rule.cell}(d^2) + {self.rule.point:g} d^2 + ({self.rule.floor:g} "
+                          f"cell{self.rule.cell}(bicubic))^2)^0.5)^{self.rule.power:g}, d = output - bicubic"),
                 "level": "one level down (the product's own bands degraded by the scale)",
                 "by_scale": {f"x{s.scale}": s.to_dict() for s in self.scales}}
 
@@ -233,16 +242,31 @@ def shipped(net, scale: int, bands: tuple[str, ...], reason: str) -> ScaleCalibr
                             0, reason + "; the weights carry no calibration")
 
 
-def calibrate_scale(nets, read: Read, height: int, width: int, scale: int, rule: ScaleRule = DEFAULT_RULE) -> ScaleCalibration:
-    """One scale's quantiles from the product one level down, or the shipped ones where it gives too few pixels."""
+def level_factors(net, bands: tuple[str, ...]) -> tuple[float, ...]:
+    """Per band, how much wider the output's errors run than the level-down errors, relative to their scales: the
+    shipped ``uncertainty.level_factors`` of the net's manifest (measured on the training scenes, where both levels
+    have truth), 1 without them."""
+    raw = (getattr(net.manifest, "uncertainty", None) or {}).get("level_factors", {}) if net is not None else {}
+    return tuple(float(raw.get(b, 1.0)) for b in bands)
+
+
+def calibrate_from(samples: list[Sample], net, scale: int, rule: ScaleRule = DEFAULT_RULE) -> ScaleCalibration:
+    """One scale's quantiles from its level-down samples (each band's conformal quantile times its level factor),
+    or the shipped ones where the samples hold too few usable pixels."""
     bands = BANDS_20M if scale == 2 else BANDS_60M
-    net = nets.x2 if scale == 2 else nets.x6
-    ratios = sample_ratios(level_down_samples(nets, read, height, width, scale), rule)
+    ratios = sample_ratios(samples, rule)
     n = ratios.shape[1] if ratios.size else 0
     if n < MIN_PIXELS:
         return shipped(net, scale, bands, f"too few usable pixels one level down ({n}; needs {MIN_PIXELS})")
-    qs = tuple(conformal_quantile(r) for r in ratios)
-    return ScaleCalibration(scale, bands, qs, "product", n)
+    factors = level_factors(net, bands)
+    qs = tuple(conformal_quantile(r) * k for r, k in zip(ratios, factors, strict=True))
+    return ScaleCalibration(scale, bands, qs, "product", n, level_factors=factors)
+
+
+def calibrate_scale(nets, read: Read, height: int, width: int, scale: int, rule: ScaleRule = DEFAULT_RULE) -> ScaleCalibration:
+    """One scale's quantiles from the product one level down, or the shipped ones where it gives too few pixels."""
+    net = nets.x2 if scale == 2 else nets.x6
+    return calibrate_from(level_down_samples(nets, read, height, width, scale), net, scale, rule)
 
 
 def calibrate(nets, read: Read, height: int, width: int, rule: ScaleRule = DEFAULT_RULE) -> Calibration:
