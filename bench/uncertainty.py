@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +198,7 @@ def ship(weights_dir: Path, truth_ratios: dict[int, list[np.ndarray]],
         bands = BANDS_20M if scale == 2 else BANDS_60M
         path = weights_dir / f"dsen2_x{scale}.json"
         raw = json.loads(path.read_text())
-        raw["uncertainty"] = {"coverage": 0.9, "rule": {"cell": DEFAULT_RULE.cell, "floor": DEFAULT_RULE.floor},
+        raw["uncertainty"] = {"coverage": 0.9, "rule": asdict(DEFAULT_RULE),
                               "quantiles": {b: round(conformal_quantile(r), 4) for b, r in zip(bands, ratios, strict=True)},
                               "pixels": int(ratios.shape[1]),
                               **({"level_factors": {b: round(float(k), 4) for b, k in zip(bands, np.median(
