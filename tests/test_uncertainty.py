@@ -43,7 +43,7 @@ def test_scale_grows_with_the_detail_added():
     bicubic = np.full((1, 12, 12), 1000, np.float32)
     flat = error_scale(bicubic, bicubic)
     busy = error_scale(bicubic + np.where(np.arange(12) % 2, 50, -50).astype(np.float32), bicubic)
-    assert np.allclose(flat, 1000 * DEFAULT_RULE.floor, rtol=1e-3) and (busy > 5 * flat).all()
+    assert np.allclose(flat, (1000 * DEFAULT_RULE.floor) ** DEFAULT_RULE.power, rtol=1e-3) and (busy > 3 * flat).all()
 
 
 def test_superresolve_returns_intervals_named_as_documented(tiny_weights):
@@ -75,7 +75,7 @@ def test_readme_masks_pixels_with_wide_intervals(tiny_weights):
     b10, b20, b60 = _fields(96, 96)
     # -- as in the README
     sr = s2sr.superresolve(b10, b20, b60, level="L2A", weights_dir=tiny_weights)
-    too_wide = sr.b20_uncertainty > 300          # 90 % interval half-width over 300 DN (0.03 reflectance)
+    too_wide = sr.b20_uncertainty > 100          # 90 % interval half-width over 100 DN (0.01 reflectance)
     b20_trusted = np.where(too_wide, np.nan, sr.b20)
     # --
     assert b20_trusted.shape == sr.b20.shape
