@@ -3,19 +3,12 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from test_api import _arrays
 
 import s2sr
 from s2sr import uncertainty
 from s2sr.sample import SampleSpec
 from s2sr.uncertainty import DEFAULT_RULE, cell_mean, conformal_quantile, error_scale
-
-
-def _arrays(h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    b10 = rng.integers(100, 4000, (4, h, w)).astype(np.uint16)
-    b20 = rng.integers(100, 4000, (6, h // 2, w // 2)).astype(np.uint16)
-    b60 = rng.integers(100, 4000, (2, h // 6, w // 6)).astype(np.uint16)
-    return b10, b20, b60
 
 
 def test_conformal_quantile_is_the_finite_sample_rank():
