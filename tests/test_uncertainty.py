@@ -159,3 +159,32 @@ def test_kill_leaves_the_uncertainty_whole_with_its_output_or_absent(phase):
     from s2sr.phases import PRODUCT_PHASES
 
     assert phase in PRODUCT_PHASES  # the kill tests of test_pipeline walk every phase
+
+
+def _with_level_factor(tiny_weights, folder, factor):
+    """The tiny nets, the x2 manifest carrying a shipped calibration with ``factor`` for every band."""
+    import shutil
+
+    for p in tiny_weights.iterdir():
+        shutil.copy(p, folder / p.name)
+    path = folder / "dsen2_x2.json"
+    raw = json.loads(path.read_text())
+    raw["uncertainty"] = {"quantiles": {b: 2.0 for b in ("B5", "B6", "B7", "B8A", "B11", "B12")},
+                          "level_factors": {b: factor for b in ("B5", "B6", "B7", "B8A", "B11", "B12")}}
+    path.write_text(json.dumps(raw))
+    return folder
+
+
+def test_a_large_enough_product_calibrates_itself_and_the_level_factor_scales_it(tiny_weights, tmp_path):
+    arrays = _fields(360, 360)
+    runs = {}
+    for factor in (1.0, 2.0):
+        (tmp_path / str(factor)).mkdir()
+        weights = _with_level_factor(tiny_weights, tmp_path / str(factor), factor)
+        runs[factor] = s2sr.superresolve(*arrays, weights_dir=weights, adapt_steps=0)
+    x2, x6 = runs[2.0].calibration.of(2), runs[2.0].calibration.of(6)
+    assert x2.source == "product" and x2.pixels >= uncertainty.MIN_PIXELS and x2.level_factors == (2.0,) * 6
+    np.testing.assert_allclose(x2.quantiles, 2 * np.asarray(runs[1.0].calibration.of(2).quantiles), rtol=1e-6)
+    np.testing.assert_allclose(runs[2.0].b20_uncertainty, 2 * runs[1.0].b20_uncertainty, rtol=1e-5)
+    # x6 has no level factor in these weights: its level-down quantiles are recorded, the fallback used
+    assert x6.source == "default" and "no level factor" in x6.reason and len(x6.level_down) == 2

@@ -121,12 +121,15 @@ class ScaleCalibration:
     pixels: int = 0  # usable calibration pixels per band, one level down
     reason: str = ""
     level_factors: tuple[float, ...] = ()  # per band, the shipped ratio of output-level to level-down quantiles
+    level_down: tuple[float, ...] = ()  # per band, the product's own level-down quantile (recorded where unused)
 
     def to_dict(self) -> dict:
         out = {"scale": self.scale, "source": self.source, "pixels": self.pixels,
                "quantiles": {b: round(q, 4) for b, q in zip(self.bands, self.quantiles, strict=True)}}
         if self.level_factors:
             out["level_factors"] = {b: round(k, 4) for b, k in zip(self.bands, self.level_factors, strict=True)}
+        if self.level_down:
+            out["level_down_quantiles"] = {b: round(q, 4) for b, q in zip(self.bands, self.level_down, strict=True)}
         if self.reason:
             out["reason"] = self.reason
         return out
@@ -242,24 +245,30 @@ def shipped(net, scale: int, bands: tuple[str, ...], reason: str) -> ScaleCalibr
                             0, reason + "; the weights carry no calibration")
 
 
-def level_factors(net, bands: tuple[str, ...]) -> tuple[float, ...]:
+def level_factors(net, bands: tuple[str, ...]) -> tuple[float, ...] | None:
     """Per band, how much wider the output's errors run than the level-down errors, relative to their scales: the
     shipped ``uncertainty.level_factors`` of the net's manifest (measured on the training scenes, where both levels
-    have truth), 1 without them."""
+    have truth); None where the manifest has none for every band."""
     raw = (getattr(net.manifest, "uncertainty", None) or {}).get("level_factors", {}) if net is not None else {}
-    return tuple(float(raw.get(b, 1.0)) for b in bands)
+    return tuple(float(raw[b]) for b in bands) if all(b in raw for b in bands) else None
 
 
 def calibrate_from(samples: list[Sample], net, scale: int, rule: ScaleRule = DEFAULT_RULE) -> ScaleCalibration:
     """One scale's quantiles from its level-down samples (each band's conformal quantile times its level factor),
-    or the shipped ones where the samples hold too few usable pixels."""
+    or the shipped ones where the samples hold too few usable pixels, or where the weights carry no level factor
+    for the scale: one level down the quantiles run smaller than at the output's level (x2: by about 1.5), so
+    an unscaled product calibration would under-cover; its level-down quantiles are then recorded, not used."""
     bands = BANDS_20M if scale == 2 else BANDS_60M
     ratios = sample_ratios(samples, rule)
     n = ratios.shape[1] if ratios.size else 0
     if n < MIN_PIXELS:
         return shipped(net, scale, bands, f"too few usable pixels one level down ({n}; needs {MIN_PIXELS})")
+    raw = tuple(conformal_quantile(r) for r in ratios)
     factors = level_factors(net, bands)
-    qs = tuple(conformal_quantile(r) * k for r, k in zip(ratios, factors, strict=True))
+    if factors is None:
+        return replace(shipped(net, scale, bands, f"no level factor for x{scale} in the weights (the level-down "
+                                                  "quantiles are recorded, not used)"), pixels=n, level_down=raw)
+    qs = tuple(q * k for q, k in zip(raw, factors, strict=True))
     return ScaleCalibration(scale, bands, qs, "product", n, level_factors=factors)
 
 
