@@ -111,6 +111,9 @@ def test_block_end_to_end_with_the_product_page_parameters(tmp_path, build_produ
         # the product's masks beside it, on its grid, listed in data.json
         assert props["s2sr.masks"] == props["up42.data_path"].replace(".tif", "_masks.tif")
         assert props["s2sr.masks_status"]["status"] == "written"
+        assert props["s2sr.uncertainty"] == props["up42.data_path"].replace(".tif", "_uncertainty.tif")
+        assert props["s2sr.uncertainty_status"]["calibration"]["coverage"] == 0.9
+        assert (tmp_path / "output" / props["s2sr.uncertainty"]).is_file()
         with rasterio.open(tmp_path / "output" / props["s2sr.masks"]) as masks, \
                 rasterio.open(tmp_path / "output" / props["up42.data_path"]) as ds:
             assert (masks.transform, masks.shape, masks.count) == (ds.transform, ds.shape, 2) and masks.nodata == 255
@@ -119,12 +122,15 @@ def test_block_end_to_end_with_the_product_page_parameters(tmp_path, build_produ
 
 def test_block_whole_product_without_aoi(tmp_path, build_product):
     input_dir = _input_dir(tmp_path, build_product, size=36, level="L1C", baseline="02.09")
-    proc = _run_block(tmp_path, input_dir, {"copy_original_bands": False, "masks": False})
+    proc = _run_block(tmp_path, input_dir, {"copy_original_bands": False, "masks": False, "uncertainty": False})
     assert proc.returncode == 0, proc.stderr
     feature = json.loads((tmp_path / "output" / "data.json").read_text())["features"][0]
     assert len(feature["properties"]["s2sr.bands"]) == 8
     assert feature["properties"]["s2sr.masks"] is None and feature["properties"]["s2sr.masks_status"]["status"] == "off"
     assert not list((tmp_path / "output").rglob("*_masks.tif"))
+    assert feature["properties"]["s2sr.uncertainty"] is None
+    assert feature["properties"]["s2sr.uncertainty_status"]["status"] == "off"
+    assert not list((tmp_path / "output").rglob("*_uncertainty.tif"))
     # geometry: where the file holds data, the sample's diagonal swath edge cut off (not its whole square)
     from shapely.geometry import box, shape
 

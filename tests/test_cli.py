@@ -84,7 +84,9 @@ def test_evaluate_on_an_array_stack_and_a_product(build_product, tiny_weights, t
     np.savez(npz, im10=refl[[1, 2, 3, 7]], im20=block_mean(refl[[4, 5, 6, 8, 11, 12]], 2), im60=block_mean(refl[[0, 9]], 6))
     proc = _s2sr("evaluate", "--npz", npz, "--weights-dir", tiny_weights)
     assert proc.returncode == 0, proc.stderr
-    rows = [line for line in proc.stdout.splitlines() if "| stack |" in line]
+    rows = [line for line in proc.stdout.splitlines() if "| stack | L2A |" in line]
+    intervals = [line for line in proc.stdout.splitlines() if line.startswith(("| paper | stack | x", "| sensor | stack | x"))]
+    assert "Per-pixel 90 % intervals" in proc.stdout and len(intervals) == 4  # s2sr's intervals, both kernels and scales
     assert len(rows) == 16 and "| x2 | bicubic |" in rows[0] and "| x6 | s2sr |" in rows[15]  # 4 methods, both kernels
     assert "| x2 | s2sr, no adaptation |" in rows[2] and rows[0].startswith("| paper |") and rows[15].startswith("| sensor |")
     assert "| pooled over 1 L2A scenes | L2A | x2 | s2sr |" in proc.stdout
@@ -97,6 +99,9 @@ def test_run_writes_the_masks_and_says_in_one_line_why_not(build_product, tmp_pa
     product = build_product(size=36)
     proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32")
     assert proc.returncode == 0 and (tmp_path / "o_masks.tif").is_file() and "masks" not in proc.stderr
+    assert (tmp_path / "o_uncertainty.tif").is_file()
+    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32", "--no-uncertainty")
+    assert proc.returncode == 0 and not (tmp_path / "o_uncertainty.tif").exists(), proc.stderr
     scl = next(product.rglob("*_SCL_20m.jp2"))
     scl.write_bytes(scl.read_bytes()[:200])
     proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32", "--overwrite")

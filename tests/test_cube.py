@@ -347,6 +347,10 @@ def test_no_time_dimension_and_no_60m_bands(arrays, catalogue, tiny_result, tiny
     b10, b20, _ = reference_arrays(catalogue, DATES[0], *window)
     ref = s2sr.superresolve(b10, b20, level="L1C", weights_dir=tiny_weights)
     np.testing.assert_array_equal(without.isel(time=0).sel(band=list(BANDS_20M)).values, ref.b20)
+    # the per-pixel intervals ride along as a coordinate, as the array API gives them (NaN for the 10 m bands)
+    half = without.uncertainty.isel(time=0)
+    np.testing.assert_array_equal(half.sel(band=list(BANDS_20M)).values, ref.b20_uncertainty)
+    assert np.isnan(half.sel(band="B2").values).all()
 
 
 def test_raw_dn_with_the_baseline_offset_per_date(arrays, tiny_result, tiny_weights):

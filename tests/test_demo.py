@@ -26,7 +26,10 @@ def test_demo_product_is_real_imagery_and_the_picture_compares_it(tmp_path, tiny
 
     with Image.open(png) as image:
         pixels = np.asarray(image.convert("RGB"))
-    assert pixels.shape[0] > pixels.shape[1] > 400  # two columns (bicubic, s2sr), three rows of panels
+    assert pixels.shape[0] > pixels.shape[1] > 400  # two columns (bicubic, s2sr), four rows of panels
+    w = (pixels.shape[1] - 10) // 2
+    assert pixels.shape[0] > 4 * w  # the fourth: the uncertainty of B12 and B1
+    assert pixels[-w + 20 :, 20 : w - 20].std() > 5  # a map, not an empty frame
     left, right = pixels[40:200, 20:200], pixels[40:200, 280:460]
     assert left.std() > 10 and right.std() > 10  # real texture, not an empty frame
 

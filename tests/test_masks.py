@@ -286,7 +286,7 @@ def test_a_corrupt_or_misfitting_mask_leaves_the_bands_written_and_one_line(buil
     assert list(staging.iterdir()) == []  # the dropped masks' staging is gone too
     with rasterio.open(out) as ds:
         assert ds.count == 12 and ds.read().any()  # the bands are the product
-    assert not companion_path(out).exists() and sorted(p.name for p in out.parent.iterdir()) == ["o.json", "o.tif"]
+    assert not companion_path(out).exists() and sorted(p.name for p in out.parent.iterdir()) == ["o.json", "o.tif", "o_uncertainty.tif"]
     assert len(lines) == 1 and "\n" not in lines[0] and scl.name in lines[0] and lines[0].startswith("masks not written")
     assert ("do not cover" in lines[0]) == (damage == "wrong size")
     assert "previous exception" not in lines[0]  # GDAL's own reason

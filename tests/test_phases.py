@@ -56,16 +56,16 @@ def product(tmp_path_factory) -> Path:
 def old_output(product, tiny_weights, tmp_path_factory) -> Path:
     """An output of the same target from an earlier run with other options (8 bands, not 12)."""
     return s2sr.superresolve_product(product, tmp_path_factory.mktemp("old") / "o.tif", weights_dir=tiny_weights,
-                                     tile_size=36, copy_original_bands=False, masks=False)
+                                     tile_size=36, copy_original_bands=False, masks=False, uncertainty=False)
 
 
 def _outputs(folder: Path) -> dict[str, int | tuple[int, str]]:
     """The outputs in ``folder``: each GeoTIFF, whole, with an Item that describes it and, where the Item lists
-    one, its whole masks file; name -> band count, with ``"masks"`` where it has them. A masks file whose
-    GeoTIFF is not there is no output."""
+    them, its whole masks and uncertainty files; name -> band count, with ``"masks"`` and ``"uncertainty"`` where
+    it has them. A companion file whose GeoTIFF is not there is no output."""
     found: dict[str, int | tuple[int, str]] = {}
     for tif in folder.rglob("*.tif"):
-        if tif.name.startswith(".") or tif.name.endswith("_masks.tif"):
+        if tif.name.startswith(".") or tif.name.endswith(("_masks.tif", "_uncertainty.tif")):
             continue
         with rasterio.open(tif) as ds:
             bands = tuple(ds.tags(i)["band"] for i in range(1, ds.count + 1))
@@ -77,8 +77,14 @@ def _outputs(folder: Path) -> dict[str, int | tuple[int, str]]:
         if masks.exists():
             with rasterio.open(masks) as ds:
                 assert ds.read().shape[0] == len(item["assets"]["masks"]["raster:bands"])  # whole
+        intervals = companion_path(tif).with_name(f"{tif.stem}_uncertainty.tif")
+        assert ("uncertainty" in item["assets"]) == intervals.exists(), f"{tif}: an uncertainty file of another run, or none"
+        if intervals.exists():
+            with rasterio.open(intervals) as ds:
+                assert ds.read().shape[0] == 8  # whole
         key = tif.relative_to(folder).as_posix()
-        found[key] = (len(bands), "masks") if masks.exists() else len(bands)
+        extras = tuple(k for k, f in (("masks", masks), ("uncertainty", intervals)) if f.exists())
+        found[key] = (len(bands), *extras) if extras else len(bands)
     return found
 
 
@@ -101,7 +107,7 @@ def test_a_run_killed_at_each_phase_leaves_the_old_output_or_the_new_one(product
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     at = phases.PRODUCT_PHASES.index(phase)
     before, after = at < phases.PRODUCT_PHASES.index("old output removed"), phase == "output in place"
-    assert _outputs(out) == ({"o.tif": 8} if before else {"o.tif": (12, "masks")} if after else {})
+    assert _outputs(out) == ({"o.tif": 8} if before else {"o.tif": (12, "masks", "uncertainty")} if after else {})
 
     killed_staging = list(staging.iterdir())
     if phases.PRODUCT_PHASES.index("staging open") <= at:
@@ -109,8 +115,8 @@ def test_a_run_killed_at_each_phase_leaves_the_old_output_or_the_new_one(product
 
     monkeypatch.setattr(tempfile, "tempdir", str(staging))
     s2sr.superresolve_product(product, out / "o.tif", weights_dir=tiny_weights, tile_size=36)  # the next run
-    assert _outputs(out) == {"o.tif": (12, "masks")}
-    assert sorted(p.name for p in out.iterdir()) == ["o.json", "o.tif", "o_masks.tif"]  # its leftovers are gone
+    assert _outputs(out) == {"o.tif": (12, "masks", "uncertainty")}
+    assert sorted(p.name for p in out.iterdir()) == ["o.json", "o.tif", "o_masks.tif", "o_uncertainty.tif"]  # no leftovers
     assert list(staging.iterdir()) == []  # the killed run's staging folder too
 
 

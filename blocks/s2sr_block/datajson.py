@@ -76,7 +76,7 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], stac_path: str, stac_item: dict) -> dict:
-    """The input feature pointing at the new file, its STAC Item and its masks file; geometry and bbox are the
+    """The input feature pointing at the new file, its STAC Item, its masks and uncertainty files; geometry and bbox are the
     Item's: the footprint of what was written."""
     feature = copy.deepcopy(item.feature)
     props = feature.setdefault("properties", {})
@@ -88,6 +88,10 @@ def output_feature(item: InputItem, data_path: str, bands: tuple[str, ...], stac
     # the masks file beside the GeoTIFF (None where the product has none), and what became of them and why
     props["s2sr.masks"] = str(PurePosixPath(data_path).parent / masks["href"].removeprefix("./")) if masks else None
     props["s2sr.masks_status"] = stac_item["properties"].get("s2sr:masks")
+    # the per-pixel uncertainty beside it (None where off or failed), and how it was calibrated or why not
+    intervals = stac_item["assets"].get("uncertainty")
+    props["s2sr.uncertainty"] = str(PurePosixPath(data_path).parent / intervals["href"].removeprefix("./")) if intervals else None
+    props["s2sr.uncertainty_status"] = stac_item["properties"].get("s2sr:uncertainty")
     feature["links"] = [*feature.get("links", []), {"rel": "describedby", "href": stac_path, "type": "application/geo+json"}]
     if stac_item.get("geometry") is not None:
         feature["geometry"], feature["bbox"] = stac_item["geometry"], stac_item["bbox"]

@@ -26,6 +26,7 @@ from s2sr.product import open_product
 from s2sr.stac_item import item_path
 from s2sr.storage import check_folders, storage_faults
 from s2sr.terminal import Terminal, load_keras_quietly, run_at_edge
+from s2sr.uncertainty import uncertainty_path
 
 from .datajson import output_feature, read_input, write_output
 from .params import BlockParameters
@@ -104,7 +105,7 @@ def run_block(
                 empty.append(stem)
                 continue
             stac = item_path(target)
-            written += [target, stac, companion_path(target)]
+            written += [target, stac, companion_path(target), uncertainty_path(target)]
             quicklooks = [quicklook_dir / f"{item.feature_id}.png", quicklook_dir / f"{item.feature_id}_sr.png"]
             written += quicklooks
             with storage_faults(quicklook_dir, "the quicklook folder"):

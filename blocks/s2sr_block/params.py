@@ -17,6 +17,7 @@ from s2sr.blur import DEFAULT_SENSOR_MODEL
 from s2sr.errors import InputParametersError
 from s2sr.model import DEFAULT_PRECISION, PRECISIONS
 from s2sr.options import RunOptions
+from s2sr.uncertainty import DEFAULT_UNCERTAINTY
 
 GEOMETRY_KEYS = ("bbox", "intersects", "contains")
 
@@ -34,6 +35,7 @@ class BlockParameters:
     adapt_steps: int = DEFAULT_ADAPT_STEPS  # the x2 net fine-tuned on each product first (0: off)
     mosaic: bool = False  # the products of one datatake give one output (``s2sr.mosaic``)
     overwrite: bool = False  # replace an earlier run's outputs in the output folder (else refused, exit 2)
+    uncertainty: bool = DEFAULT_UNCERTAINTY  # each output's per-pixel 90 % intervals beside it, out_uncertainty.tif
 
     @property
     def aoi(self) -> Any:
@@ -50,7 +52,8 @@ class BlockParameters:
         """The library's options for these parameters (``overrides``: what the entrypoint adds, e.g. tile_size)."""
         return RunOptions(aoi=self.aoi, clip_to_aoi=self.clip_to_aoi, copy_original_bands=self.copy_original_bands,
                           precision=self.precision, sensor_model=self.sensor_model, masks=self.masks,
-                          adapt_steps=self.adapt_steps, mosaic=self.mosaic, overwrite=self.overwrite, **overrides)
+                          adapt_steps=self.adapt_steps, mosaic=self.mosaic, overwrite=self.overwrite,
+                          uncertainty=self.uncertainty, **overrides)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -73,7 +76,7 @@ class BlockParameters:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise InputParametersError(f"unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-        for key in ("clip_to_aoi", "copy_original_bands", "masks", "mosaic", "overwrite"):
+        for key in ("clip_to_aoi", "copy_original_bands", "masks", "mosaic", "overwrite", "uncertainty"):
             if key in raw and not isinstance(raw[key], bool):
                 raise InputParametersError(f"{key} must be true or false, got {raw[key]!r}")
         if "precision" in raw and raw["precision"] not in PRECISIONS:

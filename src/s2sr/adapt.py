@@ -336,12 +336,15 @@ class _ReadOnce:
 
 
 def prepare_nets(nets: Nets, read: Read, height: int, width: int, sensor_model: str | SensorModel,
-                 options: AdaptOptions, times: StageTimes | None = None) -> Nets:
+                 options: AdaptOptions, times: StageTimes | None = None, uncertainty: bool = False,
+                 warn: Callable[[str], None] | None = None) -> Nets:
     """What a product's tiles (a cube date's chunks) run with, made once before them, never per tile: the sensor
     model measured on the product's fixed windows (:func:`s2sr.blur.sensor_model_for`), then the x2 net adapted
     on the same windows, each window decoded once, then whether the x6 net runs, judged on larger windows of
-    the product one level down (:func:`s2sr.x6_decision.decide_x6`; read one at a time, not kept). ``times``
-    gets the seconds of each."""
+    the product one level down (:func:`s2sr.x6_decision.decide_x6`; read one at a time, not kept), then, with
+    ``uncertainty``, the intervals calibrated one level down on the adaptation's windows with the nets as decided
+    (:func:`s2sr.uncertainty.calibrate`). ``times`` gets the seconds of each. A calibration that fails leaves the
+    nets without one (no uncertainty, never the bands lost) and calls ``warn``."""
     times = times if times is not None else StageTimes()
     once = _ReadOnce(read)
     with times.timing("sensor model"):
@@ -349,4 +352,15 @@ def prepare_nets(nets: Nets, read: Read, height: int, width: int, sensor_model: 
     with times.timing("adaptation"):
         nets = adapt_nets(nets, once, height, width, options)
     with times.timing("x6 decision"):
-        return decide_x6(nets, read, height, width)
+        nets = decide_x6(nets, read, height, width)
+    if not uncertainty:
+        return replace(nets, calibration=None)
+    from .uncertainty import calibrate
+
+    with times.timing("calibration"):
+        try:
+            return replace(nets, calibration=calibrate(nets, once, height, width))
+        except Exception as exc:  # the uncertainty never costs the bands
+            if warn is not None:
+                warn(f"uncertainty not computed: calibration failed ({type(exc).__name__}: {exc})")
+            return replace(nets, calibration=None)

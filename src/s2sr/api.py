@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -15,15 +15,21 @@ from .inference import BandGroup, Nets, check_level, load_nets, superresolve_til
 from .model import DEFAULT_PRECISION
 from .sensor import SensorModel
 from .tiling import Window, tile_grid
+from .uncertainty import DEFAULT_UNCERTAINTY
 
 DEFAULT_ARRAY_TILE = 504
 
 
 class SuperResolved(NamedTuple):
-    """Super-resolved bands on the 10 m grid: B5,B6,B7,B8A,B11,B12 and (optionally) B1,B9."""
+    """Super-resolved bands on the 10 m grid: B5,B6,B7,B8A,B11,B12 and (optionally) B1,B9; with each, the
+    half-width (DN) of the central 90 % interval of the true value around every pixel (None when off), and
+    how the intervals were calibrated (``uncertainty.Calibration``, None when off)."""
 
     b20: np.ndarray
     b60: np.ndarray | None
+    b20_uncertainty: np.ndarray | None = None
+    b60_uncertainty: np.ndarray | None = None
+    calibration: Any = None
 
 
 def _check_shapes(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None) -> tuple[int, int]:
@@ -52,6 +58,7 @@ def superresolve(
     precision: str = DEFAULT_PRECISION,
     sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL,
     adapt_steps: int = DEFAULT_ADAPT_STEPS,
+    uncertainty: bool = DEFAULT_UNCERTAINTY,
 ) -> SuperResolved:
     """Super-resolve 20 m (and 60 m) bands to the 10 m grid.
 
@@ -66,7 +73,9 @@ def superresolve(
     :mod:`s2sr.blur`), ``mtf`` (documented), ``paper`` (Lanaras et al.'s Wald kernel) or a
     :class:`~s2sr.sensor.SensorModel`. ``adapt_steps``: steps the x2 net is fine-tuned on these arrays' own
     bands one level down before it runs, kept only if it then fits held-back pixels better (0: off;
-    :mod:`s2sr.adapt`).
+    :mod:`s2sr.adapt`). ``uncertainty``: also return ``b20_uncertainty`` (6, H, W) and ``b60_uncertainty``
+    (2, H, W), float32, the half-width in DN of the central 90 % interval of the true value around each output
+    pixel, calibrated on these arrays one level down (:mod:`s2sr.uncertainty`; 0 where the output is nodata).
     """
     b10, b20 = np.asarray(b10), np.asarray(b20)
     b60 = None if b60 is None else np.asarray(b60)
@@ -74,7 +83,7 @@ def superresolve(
     check_level(level)
     options = AdaptOptions.parse(adapt_steps)
     nets = load_nets(level, b60 is not None, weights_dir, consistency, device, precision)
-    return superresolve_with(nets, b10, b20, b60, tile_size, sensor_model, options)
+    return superresolve_with(nets, b10, b20, b60, tile_size, sensor_model, options, uncertainty)
 
 
 def sensor_model_of(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None = None) -> SensorModel:
@@ -98,20 +107,23 @@ def _reader(b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None):
 
 def superresolve_with(
     nets: Nets, b10: np.ndarray, b20: np.ndarray, b60: np.ndarray | None, tile_size: int = DEFAULT_ARRAY_TILE,
-    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL, adapt: AdaptOptions | None = None,
+    sensor_model: str | SensorModel = DEFAULT_SENSOR_MODEL, adapt: AdaptOptions | None = None, uncertainty: bool = False,
 ) -> SuperResolved:
     """The array path with nets already loaded (evaluation passes nets with other fusion settings); ``adapt``
     None: the default adaptation."""
     h, w = _check_shapes(b10, b20, b60)
     raster = Window(0, 0, h, w)
     read = _reader(b10, b20, b60)
-    nets = prepare_nets(nets, read, h, w, sensor_model, adapt or AdaptOptions())
+    nets = prepare_nets(nets, read, h, w, sensor_model, adapt or AdaptOptions(), uncertainty=uncertainty)
     out20 = np.zeros((len(BANDS_20M), h, w), np.float32)
     out60 = None if b60 is None else np.zeros((len(BANDS_60M), h, w), np.float32)
+    with_u = nets.calibration is not None
+    u20 = np.zeros_like(out20) if with_u else None
+    u60 = None if out60 is None or not with_u else np.zeros_like(out60)
     for tile in tile_grid(raster, tile_size):
         result = superresolve_tile(nets, read, raster, tile)
         rows, cols = tile.slices()
-        out20[:, rows, cols] = np.where(result.valid, result.b20, 0)
-        if out60 is not None:
-            out60[:, rows, cols] = np.where(result.valid, result.b60, 0)
-    return SuperResolved(out20, out60)
+        for out, got in ((out20, result.b20), (out60, result.b60), (u20, result.u20), (u60, result.u60)):
+            if out is not None and got is not None:
+                out[:, rows, cols] = np.where(result.valid, got, 0)
+    return SuperResolved(out20, out60, u20, u60, nets.calibration)

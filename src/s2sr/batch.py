@@ -88,7 +88,7 @@ def find_inputs(inputs: list[str | Path]) -> list[Path | str]:
 
 def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     """The output of an earlier run: it opens, holds the expected bands, its STAC Item is beside it, and so is
-    the masks file where the Item lists one."""
+    the masks and uncertainty files where the Item lists them."""
     import rasterio
 
     from .stac_item import item_path
@@ -98,8 +98,9 @@ def is_complete(tif: Path, bands: tuple[str, ...]) -> bool:
     try:
         with rasterio.open(tif) as ds:
             names = tuple(ds.tags(i).get("band") for i in range(1, ds.count + 1))
-        masks = json.loads(item_path(tif).read_text())["assets"].get("masks")
-        for path in [tif] + ([tif.parent / masks["href"]] if masks else []):
+        assets = json.loads(item_path(tif).read_text())["assets"]
+        companions = [tif.parent / assets[k]["href"] for k in ("masks", "uncertainty") if k in assets]
+        for path in [tif, *companions]:
             with rasterio.open(path) as ds:
                 ds.read(1, window=((ds.height - 1, ds.height), (ds.width - 1, ds.width)))  # the last block decodes
     except Exception:  # anything unreadable is redone

@@ -45,7 +45,7 @@ def _run_options(args: argparse.Namespace, aoi=None):
         aoi=aoi if aoi is not None else _aoi_of(args), clip_to_aoi=not args.no_clip,
         copy_original_bands=not args.no_copy_original_bands, tile_size=args.tile_size, device=args.device,
         precision=args.precision, sensor_model=args.sensor_model, masks=not args.no_masks, adapt_steps=args.adapt_steps,
-        mosaic=getattr(args, "mosaic", False), overwrite=args.overwrite,
+        mosaic=getattr(args, "mosaic", False), overwrite=args.overwrite, uncertainty=not args.no_uncertainty,
         **({"threads": args.threads, "consistency": not args.no_consistency} if hasattr(args, "threads") else {}),
     )
 
@@ -253,6 +253,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .training.evaluate import (
         choose_fusion,
         evaluate_scenes,
+        interval_markdown,
         markdown,
         pooled_rows,
         scene_from_npz,
@@ -294,6 +295,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     rows = evaluate_scenes(scenes, tuple(args.scale), weights_dir, log=_log, precision=args.precision,
                            kernels=tuple(args.kernel))
     print(markdown(rows + pooled_rows(rows)))
+    intervals = interval_markdown(rows)
+    if intervals:
+        print("\nPer-pixel 90 % intervals of s2sr's output (coverage 0.85-0.95 wanted):\n")
+        print(intervals)
     return 0
 
 
@@ -324,6 +329,9 @@ def _add_product_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-copy-original-bands", action="store_true", help="write only the 8 super-resolved bands")
     parser.add_argument("--no-masks", action="store_true",
                         help="do not write the product's masks (SCL, cloud probability, cloud masks) beside the output")
+    parser.add_argument("--no-uncertainty", action="store_true",
+                        help="do not write the per-pixel uncertainty (half-width of each super-resolved pixel's 90 %% "
+                             "interval, calibrated on the product one level down) beside the output")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side in 10 m pixels, a multiple of 6")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where the nets run (default auto: a GPU if Keras sees one, else the CPU)")

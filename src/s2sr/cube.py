@@ -393,7 +393,7 @@ def _check_dn(g10: BandGroup) -> None:
                                    "stackstac.stack(..., rescale=False) or multiply it by 10000")
 
 
-def _prepare_date(spec: NetSpec, sensor_model: str | SensorModel, adapt: AdaptOptions, raster: Window,
+def _prepare_date(spec: NetSpec, sensor_model: str | SensorModel, adapt: AdaptOptions, uncertainty: bool, raster: Window,
                   windows: Sequence[Window], offset: float, *arrays: np.ndarray | None) -> dict[str, Any]:
     """One date's task: the nets' per-date state (``prepare_nets``), from its estimation windows' groups."""
     nets = spec.load()
@@ -402,28 +402,45 @@ def _prepare_date(spec: NetSpec, sensor_model: str | SensorModel, adapt: AdaptOp
     def read(window: Window):
         return _reader(window, per_window[window], offset)(window)
 
-    return date_state(nets, prepare_nets(nets, read, raster.height, raster.width, sensor_model, adapt))
+    return date_state(nets, prepare_nets(nets, read, raster.height, raster.width, sensor_model, adapt, uncertainty=uncertainty))
 
 
 def _chunk(nets: Nets, read, raster: Window, tile: Window, with_60m: bool) -> np.ndarray:
     """The output bands of one tile (B1 ... B12 in spectral order, B1 and B9 only with the 60 m bands), 0 where
-    any input band lacks data."""
+    any input band lacks data; with a calibration, then as many planes of their intervals' half-widths (NaN for
+    the 10 m bands and where a tile's intervals failed, 0 where the bands are nodata)."""
     result = superresolve_tile(nets, read, raster, tile)
     by_band = dict(zip(BANDS_10M, result.b10, strict=True)) | dict(zip(BANDS_20M, result.b20, strict=True))
     if with_60m:
         by_band |= dict(zip(BANDS_60M, result.b60, strict=True))
-    return np.stack([np.where(result.valid, by_band[b], np.float32(NODATA)) for b in output_bands(with_60m)])
+    planes = [np.where(result.valid, by_band[b], np.float32(NODATA)) for b in output_bands(with_60m)]
+    if nets.calibration is not None:
+        nan = np.full(result.valid.shape, np.nan, np.float32)
+        half = {b: nan for b in BANDS_10M + BANDS_20M + BANDS_60M}
+        if result.u20 is not None:
+            half |= dict(zip(BANDS_20M, result.u20, strict=True))
+        if with_60m and result.u60 is not None:
+            half |= dict(zip(BANDS_60M, result.u60, strict=True))
+        planes += [np.where(result.valid, half[b], np.float32(NODATA)) for b in output_bands(with_60m)]
+    return np.stack(planes)
 
 
 def _chunk_task(spec: NetSpec, state: dict[str, Any], raster: Window, tile: Window, fetched: Window, border: int,
-                offset: float, a10: np.ndarray, a20: np.ndarray, a60: np.ndarray | None) -> np.ndarray:
+                offset: float, planes: int, a10: np.ndarray, a20: np.ndarray, a60: np.ndarray | None) -> np.ndarray:
     """One chunk's task: the worker's nets (loaded once per process) with its date's state, on the chunk read
     with the widest border; the date's own border is what it uses, never wider than what was read."""
     nets = apply_state(spec.load(), state)
     if nets.border > border:
         raise InputParametersError(f"the sensor model needs a context border of {nets.border} px, more than the "
                                    f"{border} px read; give blurs within s2sr.sensor.MAX_SIGMA")
-    return _chunk(nets, _reader(fetched, (a10, a20, a60), offset), raster, tile, spec.with_60m)
+    return _padded(_chunk(nets, _reader(fetched, (a10, a20, a60), offset), raster, tile, spec.with_60m), planes)
+
+
+def _padded(chunk: np.ndarray, planes: int) -> np.ndarray:
+    """A chunk with ``planes`` planes: where a date's calibration failed (no intervals), NaN planes stand in."""
+    if len(chunk) >= planes:
+        return chunk
+    return np.concatenate([chunk, np.full((planes - len(chunk), *chunk.shape[1:]), np.nan, np.float32)])
 
 
 def _sigmas(state: dict[str, Any], with_60m: bool) -> np.ndarray:
@@ -476,11 +493,14 @@ def superresolve_cube(
     input band lacks data; the coordinate ``sensor_sigma`` (time, band) holds each date's sensor model (the
     blur of each super-resolved band in 10 m pixels, NaN for the 10 m bands) and the attribute
     ``sensor_model`` how it was chosen; the coordinate ``adapted`` (time) says whether the date's x2 net ran
-    adapted to it (:mod:`s2sr.adapt`: kept only where it fitted the date's held-back pixels better).
+    adapted to it (:mod:`s2sr.adapt`: kept only where it fitted the date's held-back pixels better). With
+    ``uncertainty`` the coordinate ``uncertainty`` (time, band, y, x), as lazy as the data, holds the half-width
+    (reflectance x 10000) of each super-resolved pixel's central 90 % interval, calibrated per date one level
+    down (:mod:`s2sr.uncertainty`; NaN for the 10 m bands), and the attribute ``uncertainty`` says so.
     """
     check_level(level)
     opts = RunOptions.parse(options, **overrides)
-    adapt, sensor_model = opts.adaptation, opts.sensor_model
+    adapt, sensor_model, uncertainty = opts.adaptation, opts.sensor_model, opts.uncertainty
     if not isinstance(chunk_size, int) or chunk_size <= 0 or chunk_size % ALIGN:
         raise InputParametersError(f"chunk_size must be a positive multiple of 6 (10 m pixels), got {chunk_size!r}")
     bands = _band_arrays(cube)
@@ -506,11 +526,15 @@ def superresolve_cube(
     stacks = {f: _stack([bands[b] for b in members], layout, f, times is not None, lazy) for f, members in groups.items()}
     spec = NetSpec(level, with_60m, opts.weights_dir, opts.consistency, opts.device, opts.precision)
     raster = Window(0, 0, layout.height, layout.width)
-    if lazy:
-        data, sigmas, adapted = _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size)
-    else:
-        data, sigmas, adapted = _eager(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size)
-    return _wrap(data, sigmas, adapted, reference, layout, times, ydim, xdim, with_60m, sensor_model, level)
+    run = _lazy if lazy else _eager
+    data, sigmas, adapted = run(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size, uncertainty)
+    n_out = len(output_bands(with_60m))
+    half = data[:, n_out:] if uncertainty else None
+    out = _wrap(data[:, :n_out], sigmas, adapted, reference, layout, times, ydim, xdim, with_60m, sensor_model, level)
+    if half is not None:
+        out = out.assign_coords(uncertainty=(out.dims, half[0] if times is None else half))
+        out.attrs["uncertainty"] = "half-width of the central 90 % interval, reflectance x 10000, calibrated one level down"
+    return out
 
 
 def _times(bands: dict[str, xr.DataArray]) -> np.ndarray | None:
@@ -547,25 +571,25 @@ def _stack(arrays: list[xr.DataArray], layout: Layout, factor: int, has_time: bo
     return np.stack([np.asarray(p) for p in parts], axis=1)
 
 
-def _eager(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size):
+def _eager(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size, uncertainty):
     """NumPy in, NumPy out: per date, prepare the nets once, then every chunk, in this process."""
     base = spec.load()
-    n_out = len(output_bands(spec.with_60m))
+    n_out = len(output_bands(spec.with_60m)) * (2 if uncertainty else 1)
     out = np.zeros((len(offsets), n_out, raster.height, raster.width), np.float32)
     sigmas, adapted = [], []
     for t, offset in enumerate(offsets):
         read = _reader(raster, [stacks[f][t] if f in stacks else None for f in (1, 2, 6)], offset)
-        nets = prepare_nets(base, read, raster.height, raster.width, sensor_model, adapt)
+        nets = prepare_nets(base, read, raster.height, raster.width, sensor_model, adapt, uncertainty=uncertainty)
         state = date_state(base, nets)
         sigmas.append(_sigmas(state, spec.with_60m))
         adapted.append(_adapted(state))
         for tile in tile_grid(raster, chunk_size):
             rows, cols = tile.slices()
-            out[t, :, rows, cols] = _chunk(nets, read, raster, tile, spec.with_60m)
+            out[t, :, rows, cols] = _padded(_chunk(nets, read, raster, tile, spec.with_60m), n_out)
     return out, np.stack(sigmas), np.stack(adapted)
 
 
-def _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size):
+def _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size, uncertainty):
     """Dask in, Dask out: one task per date prepares the nets' state, one task per chunk depends on it."""
     import dask
     import dask.array as da
@@ -573,8 +597,9 @@ def _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size):
     from .blur import estimation_windows
 
     border = spec.widest_border()
-    n_out = len(output_bands(spec.with_60m))
-    needs_windows = sensor_model == "estimate" or adapt.steps > 0
+    n_bands = len(output_bands(spec.with_60m))
+    n_out = n_bands * (2 if uncertainty else 1)
+    needs_windows = sensor_model == "estimate" or adapt.steps > 0 or uncertainty
     windows = estimation_windows(raster.height, raster.width) if needs_windows else []
     tiles = list(tile_grid(raster, chunk_size))
     n_rows = len({t.row for t in tiles})
@@ -588,13 +613,13 @@ def _lazy(spec, stacks, raster, offsets, sensor_model, adapt, chunk_size):
 
     for t, offset in enumerate(offsets):
         arrays = [a for w in windows for a in groups(t, w)]
-        state = prepare(spec, sensor_model, adapt, raster, windows, offset, *arrays)
-        sigmas.append(da.from_delayed(dask.delayed(_sigmas, pure=True)(state, spec.with_60m), (n_out,), np.float64))
+        state = prepare(spec, sensor_model, adapt, uncertainty, raster, windows, offset, *arrays)
+        sigmas.append(da.from_delayed(dask.delayed(_sigmas, pure=True)(state, spec.with_60m), (n_bands,), np.float64))
         adapted.append(da.from_delayed(dask.delayed(_adapted, pure=True)(state), (), bool))
         blocks = []
         for tile in tiles:
             fetched = tile.grow(border).intersection(raster)
-            chunk = run(spec, state, raster, tile, fetched, border, offset, *groups(t, fetched))
+            chunk = run(spec, state, raster, tile, fetched, border, offset, n_out, *groups(t, fetched))
             blocks.append(da.from_delayed(chunk, (n_out, tile.height, tile.width), np.float32))
         per_row = len(blocks) // n_rows
         dates.append(da.block([blocks[i * per_row:(i + 1) * per_row] for i in range(n_rows)]))

@@ -133,6 +133,8 @@ class WindowResult:
     valid: np.ndarray  # (h, w) bool: every input band had data
     saturated20: np.ndarray  # (6, h, w) bool
     saturated60: np.ndarray | None
+    u20: np.ndarray | None = None  # (6, h, w) float32: half-widths of the 90 % intervals (DN), with a calibration
+    u60: np.ndarray | None = None  # (2, h, w)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ class Nets:
     #: Whether the product's own pairs one level down let the x6 net run (``x6_decision.X6Decision``); None: not
     #: judged (the manifest's weight at the product's blur, or the caller's override).
     x6_decision: Any = None
+    #: What turns each pixel's error scale into its interval (``uncertainty.Calibration``); None: no uncertainty.
+    calibration: Any = None
 
     def fusion(self, scale: int) -> Fusion:
         """The manifest's fusion for a scale (or an override) at the sensor model's blur of its bands, the x6
@@ -400,6 +404,15 @@ def superresolve_groups(
         per_band.close()
     for estimate in estimates:  # reflectance is never negative: the floor the files' DN have too (0 is nodata)
         np.maximum(estimate, REFLECTANCE_FLOOR_DN, out=estimate)
+    u20 = u60 = None
+    if nets.calibration is not None:
+        with times.timing("uncertainty"):
+            try:
+                u20 = nets.calibration.interval(2, estimates[0], inner(up20, border - lead))
+                if with_60m:
+                    u60 = nets.calibration.interval(6, estimates[1], inner(up60, border - crops[6]))
+            except Exception:  # the intervals never cost the bands: a tile without them drops the file, with a warning
+                u20 = u60 = None
     valid = inner(g10.valid, border) & nearest_upsample(inner(g20.valid, border // 2), 2)
     sat60 = None
     if with_60m:
@@ -407,7 +420,7 @@ def superresolve_groups(
         sat60 = nearest_upsample(inner(g60.saturated, border // 6), 6)
     return WindowResult(
         inner(g10.values, border), inner(g10.saturated, border), estimates[0], estimates[1] if len(estimates) > 1 else None,
-        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60,
+        valid, nearest_upsample(inner(g20.saturated, border // 2), 2), sat60, u20, u60,
     )
 
 

@@ -34,14 +34,18 @@ from typing import Any
 
 import numpy as np
 
+from . import companion
 from .aoi import Aoi, inside_mask, window_of_aoi
+from .companion import Companion
 from .errors import AoiError, MaskError, ProductError
 from .metadata import Product, parse_xml
 from .product import ProductReader, open_product
 from .stac_item import COG_TYPE
 from .tiling import Window
-from .writer import CogWriter, Layout, staging_bytes
+from .writer import Layout, staging_bytes
 
+#: The masks file is ``<output stem>_masks.tif``.
+SUFFIX = "masks"
 #: The value of every layer where there is no data (0 is a class or a probability).
 NODATA = 255
 
@@ -124,16 +128,12 @@ LAYERS = {"scl": SCL, "cloud_probability": CLOUD_PROBABILITY, "classi": CLOUD_MA
 
 def companion_path(output: Path) -> Path:
     """The masks file beside an output GeoTIFF: ``out.tif`` -> ``out_masks.tif``."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}_masks{output.suffix}")
+    return companion.companion_path(output, SUFFIX)
 
 
 def stale_companions(output: Path) -> list[Path]:
-    """Masks files of ``output`` that are no output: hidden ones of killed runs, and one whose GeoTIFF is not
-    there (a run killed between renaming the two). The next run of that target removes them."""
-    path = companion_path(output)
-    stale = list(path.parent.glob(f".{path.name}.*.partial.tif*")) if path.parent.is_dir() else []
-    return stale + ([path] if path.exists() and not Path(output).exists() else [])
+    """Masks files of ``output`` that are no output (:func:`s2sr.companion.stale_files`)."""
+    return companion.stale_files(output, SUFFIX)
 
 
 # -- reading: a window of the product's 10 m grid -> (layers, h, w) uint8, nearest
@@ -417,20 +417,19 @@ def mask_layout(layers: tuple[Layer, ...], sources: tuple[str, ...]) -> Layout:
                   descriptions=tuple(layer.description for layer in layers), band_tags=tuple(tags))
 
 
-class MaskCompanion:
-    """The masks file of one product run, ``<output stem>_masks.tif``, made by the bands' writer (``CogWriter``)
-    on the same window, clipped and nodata where the bands are, staged beside them and renamed before the
-    GeoTIFF (``pipeline._publish``). A mask that fails to open or decode, at the start or at any tile, drops the
-    file: ``warn`` is called once with the reason, the run goes on and its Item records it."""
+class MaskCompanion(Companion):
+    """The masks file of one product run, ``<output stem>_masks.tif`` (:class:`~s2sr.companion.Companion`: the
+    bands' writer on the same window, staged beside them and renamed before the GeoTIFF), clipped and nodata
+    where the bands are. A mask that fails to open or decode, at the start or at any tile, drops the file:
+    ``warn`` is called once with the reason, the run goes on and its Item records it."""
+
+    suffix = SUFFIX
 
     def __init__(self, output: Path, area: Window, grid: Grid, reader: MaskReader | None, status: MaskStatus,
-                 tags: dict[str, str]):
-        self.path = companion_path(output)
-        self.area, self.grid, self.reader, self.status, self._tags = area, grid, reader, status, tags
+                 tags: dict[str, str], warn: Callable[[str], None] | None = None):
+        super().__init__(output, area, grid, warn)
+        self.reader, self.status, self._tags = reader, status, tags
         self.resolution = abs(grid.transform.a)
-        self._writer: CogWriter | None = None
-        self._warn: Callable[[str], None] = lambda message: None
-        self._finished = self._placed = False
 
     @classmethod
     def start(cls, product: Product, grid: Grid, area: Window, output: Path, *, enabled: bool = True,
@@ -450,9 +449,7 @@ class MaskCompanion:
         tags = {"s2sr_version": __version__, "source_product": product.name, "processing_level": product.level,
                 "processing_baseline": product.metadata.baseline, "masks": ", ".join(status.layers),
                 "nodata": f"{NODATA}: outside the AOI polygon or where the bands are nodata"}
-        companion = cls(output, area, grid, reader, status, tags)
-        if warn is not None:
-            companion._warn = warn
+        companion = cls(output, area, grid, reader, status, tags, warn)
         if status.state == "failed":
             companion._warn(f"masks not written: {status.reason}")
         return companion
@@ -462,20 +459,10 @@ class MaskCompanion:
         """Disk the masks file needs in the staging folder and beside the output (``CogWriter``)."""
         return 0 if self.reader is None else staging_bytes(self.area.height, self.area.width, len(self.reader.layers), 1)
 
-    @property
-    def written(self) -> bool:
-        """Finished and to be renamed into place with the output."""
-        return self._finished and self._writer is not None
-
     def __enter__(self) -> MaskCompanion:
         if self.reader is not None:
-            from affine import Affine
-
-            writer = CogWriter(self.path, crs=self.grid.crs, transform=self.grid.transform @ Affine.translation(
-                self.area.col, self.area.row), height=self.area.height, width=self.area.width,
-                bands=tuple(x.name for x in self.reader.layers), tags=self._tags,
-                layout=mask_layout(self.reader.layers, self.reader.sources))
-            self._writer = writer.__enter__()
+            self.open(tuple(x.name for x in self.reader.layers), self._tags,
+                      mask_layout(self.reader.layers, self.reader.sources))
         return self
 
     def write(self, part: Window, valid: np.ndarray) -> None:
@@ -486,41 +473,14 @@ class MaskCompanion:
         try:
             data = self.reader.read(part)
         except MaskError as exc:
-            self._drop(str(exc))
+            self.drop(str(exc), MaskError)
             return
         data[:, ~valid] = NODATA
-        self._writer.write(data, part.relative_to(self.area))
+        self.write_block(data, part)
 
-    def finish(self) -> bool:
-        """The COG made under its hidden name beside the target; False where there is none to write."""
-        if self._writer is None:
-            return False
-        self._writer.finish()
-        self._finished = True
-        return True
-
-    def put_in_place(self) -> None:
-        """Rename the finished file onto its target, or remove a previous run's there (the GeoTIFF's old
-        output is gone by now, so a masks file is never beside another run's GeoTIFF)."""
-        if self.written:
-            self._writer.commit()
-        else:
-            self.path.unlink(missing_ok=True)
-        self._placed = True
-
-    def _drop(self, reason: str) -> None:
+    def dropped(self, reason: str) -> None:
         self.status = MaskStatus("failed", reason)
-        writer, self._writer = self._writer, None
-        writer.__exit__(MaskError, MaskError(reason), None)  # removes its staging and any partial
         self._warn(f"masks not written: {reason}")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self._writer is None:
-            return
-        writer, self._writer = self._writer, None
-        if exc_type is None and not self._placed:  # left without put_in_place: never a masks file alone
-            exc_type, exc = RuntimeError, RuntimeError("masks file not put in place")
-        writer.__exit__(exc_type, exc, tb)
 
     def stac(self) -> dict[str, Any]:
         """``status`` (the Item's ``s2sr:masks``) and, when written, ``asset`` (its ``masks`` asset)."""

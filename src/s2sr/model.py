@@ -82,6 +82,9 @@ class WeightsManifest:
     residual_to: str = "bicubic"
     #: The data the net learnt from and was chosen on: source, licence, roles (training, selection), attribution.
     training_data: list[dict[str, Any]] = field(default_factory=list)
+    #: The shipped calibration of the per-pixel uncertainty (``uncertainty.shipped``): per band, the quantile of
+    #: |error| / scale, for products too small to calibrate themselves one level down.
+    uncertainty: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, path: Path) -> WeightsManifest:
@@ -115,6 +118,7 @@ class WeightsManifest:
             "fusion": self.fusion,
             "residual_to": self.residual_to,
             "training_data": self.training_data,
+            **({"uncertainty": self.uncertainty} if self.uncertainty else {}),
         }
         return json.dumps(raw, indent=2) + "\n"
 

@@ -19,6 +19,7 @@ from .blur import DEFAULT_SENSOR_MODEL
 from .errors import DeviceError, InputParametersError
 from .model import DEFAULT_PRECISION, DEVICES, PRECISIONS
 from .sensor import SensorModel
+from .uncertainty import DEFAULT_UNCERTAINTY
 
 #: 10 m pixels, a multiple of 6: a tenth of a 10980 px product, so a whole product is 10 x 10 tiles with no
 #: slivers. With the 180 px border a tile reads 1458 px square; every tile pays that border, so fewer tiles
@@ -43,8 +44,8 @@ class RunOptions:
     beside the output. ``consistency``: the projection onto the measured bands (off for comparison only).
     ``tile_size``: 10 m pixels a tile side, a multiple of 6. ``threads``: > 1 overlaps decoding and writing
     with the nets. ``stac_item``: the Item beside the output. ``weights_dir``: other weights than the shipped.
-    ``uncertainty``: the per-pixel uncertainty output, where the run makes one (carried here for the work that
-    adds it; nothing reads it yet). ``mosaic``: the products of one datatake give one output
+    ``uncertainty``: the per-pixel 90 % interval half-widths beside the output (:mod:`s2sr.uncertainty`).
+    ``mosaic``: the products of one datatake give one output
     (:mod:`s2sr.mosaic`). ``overwrite``: replace an existing output and the files beside it (else
     ``OutputExistsError`` before any work; :mod:`s2sr.preflight`).
     """
@@ -62,7 +63,7 @@ class RunOptions:
     threads: int = 1
     stac_item: bool = True
     weights_dir: Path | None = None
-    uncertainty: bool = True
+    uncertainty: bool = DEFAULT_UNCERTAINTY
     mosaic: bool = False
     overwrite: bool = False
 

@@ -21,9 +21,11 @@ PRODUCT_PHASES = (
     "tiles written",
     "cog staged",  # the COG complete under a hidden name beside its target
     "masks staged",  # its masks file (``masks``) complete under a hidden name, where the product has masks
+    "uncertainty staged",  # its uncertainty file (``uncertainty``) complete under a hidden name, where asked for
     "item staged",  # its STAC Item complete under a hidden name
     "old output removed",  # the previous GeoTIFF of this target (its Item and masks are replaced next)
     "masks in place",  # the masks file renamed onto ``out_masks.tif`` (a previous run's removed where none)
+    "uncertainty in place",  # the uncertainty file renamed onto ``out_uncertainty.tif`` (likewise)
     "item in place",
     "output in place",  # the GeoTIFF renamed onto its target: the output exists, whole
 )

@@ -17,6 +17,7 @@ from . import __version__
 from .adapt import prepare_nets
 from .aoi import inside_mask, window_of_aoi
 from .bands import BANDS_10M, BANDS_20M, BANDS_60M, output_bands
+from .companion import stale_files
 from .errors import NoOutputError
 from .footprint import written_footprint
 from .inference import Nets, WindowResult, load_nets, read_tile, superresolve_groups
@@ -30,6 +31,8 @@ from .runner import StageTimes, run_tiles
 from .stac_item import item_path, stage_output_item, staged_items
 from .storage import MARGIN, check_folders, remove_stale_staging, staging_root, storage_faults
 from .tiling import Window, tiles_covering
+from .uncertainty import SUFFIX as UNCERTAINTY_SUFFIX
+from .uncertainty import UncertaintyCompanion
 from .writer import CogWriter, staging_bytes, to_dn
 
 #: GDAL's block cache while tiles are read and written (the COG step sets its own, ``writer``). A row of
@@ -77,9 +80,13 @@ def superresolve_product(
     ``adapt_steps``: steps the x2 net is fine-tuned on the product's own bands one level down before the
     tiles, on the same fixed windows (so an AOI run still equals a whole-product run), kept only if it then
     fits held-back pixels of the product better (0: off; :mod:`s2sr.adapt`); recorded in the tags and the Item.
-    An existing output, or a file of its names beside it (``out.json``, ``out_masks.tif``), raises
-    ``OutputExistsError`` unless ``overwrite``. Everything is checked (output, product, AOI, folders) before the
-    nets load.
+    With ``uncertainty`` the half-width (DN) of the central 90 % interval of the true value around every
+    super-resolved pixel is written beside the output, ``out_uncertainty.tif`` (B1 B5 B6 B7 B8A B9 B11 B12),
+    calibrated on the product one level down on the same fixed windows (:mod:`s2sr.uncertainty`); a failure
+    there leaves the bands written, calls ``warn`` with one line and is recorded in the STAC Item.
+    An existing output, or a file of its names beside it (``out.json``, ``out_masks.tif``,
+    ``out_uncertainty.tif``), raises ``OutputExistsError`` unless ``overwrite``. Everything is checked (output,
+    product, AOI, folders) before the nets load.
     """
     opts = RunOptions.parse(options, **overrides)
     output = check_output(output, overwrite=opts.overwrite)
@@ -98,10 +105,16 @@ def superresolve_product(
         tiles = list(tiles_covering(reader.raster, area, opts.tile_size))
         companion = MaskCompanion.start(located, Grid(reader.crs, reader.transform, reader.height, reader.width), area,
                                         output, enabled=opts.masks, warn=warn)
-        _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)) + companion.staging_bytes, stac_item)
+        grid = Grid(reader.crs, reader.transform, reader.height, reader.width)
+        intervals = UncertaintyCompanion(output, area, grid, opts.uncertainty, _companion_tags(located, "uncertainty"),
+                                         warn)
+        _check_folders(output, staging_bytes(area.height, area.width, len(bands_out)) + companion.staging_bytes
+                       + intervals.staging_bytes, stac_item)
         nets = load_nets(located.level, True, opts.weights_dir, opts.consistency, opts.device, opts.precision)
         # once per product, on fixed windows: the same for any AOI or tile size
-        nets = prepare_nets(nets, reader.read, reader.height, reader.width, opts.sensor_model, opts.adaptation, times)
+        nets = prepare_nets(nets, reader.read, reader.height, reader.width, opts.sensor_model, opts.adaptation, times,
+                            uncertainty=opts.uncertainty, warn=warn)
+        intervals.calibrated(nets.calibration)
         from affine import Affine
 
         with CogWriter(
@@ -113,9 +126,9 @@ def superresolve_product(
             bands=bands_out,
             tags=_output_tags(located, nets),
             times=times,
-        ) as writer, companion:
+        ) as writer, companion, intervals:
             reached("staging open", output)
-            write = _TileWriter(writer, area, mask, bands_out, output, companion)
+            write = _TileWriter(writer, area, mask, bands_out, output, companion, intervals)
 
             def compute(tile: Window, groups: list) -> WindowResult:
                 return superresolve_groups(nets, *groups, border=nets.border, times=times)
@@ -144,7 +157,7 @@ def superresolve_product(
                 weights=[n.manifest for n in (nets.x2, nets.x6) if n is not None],
                 aoi=area_of_interest.geometry if area_of_interest and clip_to_aoi else None,
             )
-            _publish(writer, output, item, times, companion)
+            _publish(writer, output, item, times, (companion, intervals))
     return output
 
 
@@ -165,14 +178,22 @@ def _output_tags(located: Product, nets: Nets) -> dict[str, str]:
     }
 
 
+def _companion_tags(located: Product, what: str) -> dict[str, str]:
+    """The dataset tags of a companion file: where it came from and what it holds."""
+    return {"s2sr_version": __version__, "source_product": located.name, "processing_level": located.level,
+            "processing_baseline": located.metadata.baseline, "content": what,
+            "nodata": "0: outside the AOI polygon or where the bands are nodata; 65535: the band saturates"}
+
+
 class _TileWriter:
     """Writes a tile's result into the output area: masked (swath, AOI polygon), as DN, in output band order,
     and the product's masks on the same pixels; records whether any written pixel holds data (called from the
     writer thread)."""
 
     def __init__(self, writer: CogWriter, area: Window, mask: np.ndarray | None, bands: tuple[str, ...], output: Path,
-                 masks: MaskCompanion):
+                 masks: MaskCompanion, intervals: UncertaintyCompanion):
         self.writer, self.area, self.mask, self.bands, self.output, self.masks = writer, area, mask, bands, output, masks
+        self.intervals = intervals
         self.holds_data: list[bool] = []
 
     def __call__(self, tile: Window, result: WindowResult) -> None:
@@ -191,6 +212,7 @@ class _TileWriter:
             to_dn(values[band][0][None], valid, values[band][1][None], out=block[i : i + 1])
         self.writer.write(block, part.relative_to(self.area))
         self.masks.write(part, valid)
+        self.intervals.write(part, rows, cols, result.u20, result.u60, valid, {b: v[1] for b, v in values.items()})
         reached("tile written", self.output)
 
 
@@ -207,7 +229,7 @@ def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
     remove_stale_staging(staging_root())
     check_folders([(staging_root(), size, "the staging folder"), (output.parent, size, "the output folder")])
     with storage_faults(output.parent, "the output folder"):
-        stale = stale_companions(output)  # a masks file staged, or renamed without its GeoTIFF
+        stale = stale_companions(output) + stale_files(output, UNCERTAINTY_SUFFIX)  # staged, or renamed without its GeoTIFF
         if stac_item:
             stale += staged_items(output) + ([] if output.exists() else [item_path(output)])
         for path in stale:
@@ -215,37 +237,44 @@ def _check_folders(output: Path, pixel_bytes: int, stac_item: bool) -> None:
     reached("folders checked", output)
 
 
-def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTimes, masks: MaskCompanion) -> None:
-    """Finish the COG and its masks file under hidden names, stage its Item, rename the masks file and the Item
-    into place, the GeoTIFF last.
+def _publish(writer: CogWriter, output: Path, item: dict | None, times: StageTimes,
+             companions: tuple[MaskCompanion, UncertaintyCompanion]) -> None:
+    """Finish the COG and its companions (masks, uncertainty) under hidden names, stage its Item, rename the
+    companions and the Item into place, the GeoTIFF last.
 
     A previous output of this target goes first, so that a kill in between never pairs a GeoTIFF with
-    another run's Item or masks. A failure removes the new Item and masks (the writers remove the COGs)."""
+    another run's Item or companions. A failure removes the new Item and companions (the writers remove the COGs)."""
+    masks, intervals = companions
     writer.finish()
     reached("cog staged", output)
     if masks.finish():
         reached("masks staged", output)
+    if intervals.finish():
+        reached("uncertainty staged", output)
     try:
         if item is None:
-            _replace_output(writer, output, None, masks)
+            _replace_output(writer, output, None, companions)
             return
         with times.timing("STAC Item"), storage_faults(output.parent, "the output folder"):
             aoi = item.pop("aoi")
             staged = stage_output_item(output, read_from=writer.partial, footprint=written_footprint(writer.partial, aoi),
-                                       masks=masks.stac(), **item)
+                                       masks=masks.stac(), uncertainty=intervals.stac(), **item)
         try:
             reached("item staged", output)
-            _replace_output(writer, output, staged, masks)
+            _replace_output(writer, output, staged, companions)
         finally:
             staged.unlink(missing_ok=True)
     except BaseException:
         if not output.exists():  # an Item or masks file without its GeoTIFF is not an output
             item_path(output).unlink(missing_ok=True)
-            masks.path.unlink(missing_ok=True)
+            for companion in companions:
+                companion.path.unlink(missing_ok=True)
         raise
 
 
-def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None, masks: MaskCompanion) -> None:
+def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None,
+                    companions: tuple[MaskCompanion, UncertaintyCompanion]) -> None:
+    masks, intervals = companions
     with storage_faults(output.parent, "the output folder"):
         if output.exists():
             output.unlink()
@@ -253,6 +282,9 @@ def _replace_output(writer: CogWriter, output: Path, staged_item: Path | None, m
         masks.put_in_place()  # or a previous run's masks file removed
         if masks.written:
             reached("masks in place", output)
+        intervals.put_in_place()  # or a previous run's uncertainty file removed
+        if intervals.written:
+            reached("uncertainty in place", output)
         if staged_item is not None:
             staged_item.replace(item_path(output))
             reached("item in place", output)

@@ -1,7 +1,8 @@
 """What a run checks before any work, so that a mistake costs a second and one line, not a loaded TensorFlow
 and a run thrown away: the output's name and folder, and whether it would replace files that are there.
 
-A run writes a GeoTIFF and files beside it (its STAC Item ``out.json``, its masks ``out_masks.tif``). None of
+A run writes a GeoTIFF and files beside it (its STAC Item ``out.json``, its masks ``out_masks.tif``, its
+uncertainty ``out_uncertainty.tif``). None of
 them replaces an existing file unless the caller asks (``overwrite``): a user's own ``out.json`` is never
 taken for an Item. The one exception is what a killed run of the same target left: a file of those names
 that s2sr itself wrote, whose GeoTIFF never arrived (the GeoTIFF is renamed into place last, ``phases``), is
@@ -26,11 +27,12 @@ METRES_PER_DEGREE = 111_000.0
 
 
 def companion_paths(output: Path) -> tuple[Path, ...]:
-    """The files a run writes beside ``output``: its STAC Item and its masks file."""
+    """The files a run writes beside ``output``: its STAC Item, its masks and its uncertainty."""
     from .masks import companion_path
     from .stac_item import item_path
+    from .uncertainty import uncertainty_path
 
-    return item_path(output), companion_path(output)
+    return item_path(output), companion_path(output), uncertainty_path(output)
 
 
 def check_output(output: str | Path, *, overwrite: bool = False) -> Path:

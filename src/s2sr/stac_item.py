@@ -58,11 +58,13 @@ def stage_output_item(
     tif: Path, *, source: Path | str, source_name: str, level: str, sensing_time: str, weights: list[Any],
     footprint: Any | None, version: str, read_from: Path | None = None, masks: dict[str, Any] | None = None,
     derived_from: list[tuple[Path, str]] | tuple = (),
+    uncertainty: dict[str, Any] | None = None,
 ) -> Path:
     """Write the Item of ``tif`` under a hidden name beside it and return that name, for the caller to rename
     onto ``item_path(tif)`` (before the GeoTIFF itself is renamed into place). ``read_from``: the file to
     describe, when ``tif`` is not there yet (its finished ``.partial``). ``masks``: ``status``, the Item's
-    ``s2sr:masks`` (written, unavailable, failed and why), and ``asset``, the masks file (``masks.stac_asset``)."""
+    ``s2sr:masks`` (written, unavailable, failed and why), and ``asset``, the masks file (``masks.stac_asset``).
+    ``uncertainty``: likewise, the Item's ``s2sr:uncertainty`` (with the calibration) and its ``uncertainty`` asset."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -105,6 +107,7 @@ def stage_output_item(
             **({"s2sr:masks": masks["status"]} if masks else {}),
             **({"s2sr:source_products": [source_name] + [name for _, name in derived_from]} if derived_from else {}),
             **({"s2sr:mosaic": json.loads(mosaic)} if mosaic else {}),
+            **({"s2sr:uncertainty": uncertainty["status"]} if uncertainty else {}),
         },
         "links": [{"rel": "derived_from", "href": _href(path, tif), "title": name}
                   for path, name in [(source, source_name), *derived_from]],
@@ -121,6 +124,7 @@ def stage_output_item(
                 ],
             },
             **({"masks": masks["asset"]} if masks and masks.get("asset") else {}),
+            **({"uncertainty": uncertainty["asset"]} if uncertainty and uncertainty.get("asset") else {}),
         },
     }
     path = item_path(tif)

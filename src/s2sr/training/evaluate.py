@@ -24,7 +24,7 @@ from ..refine import Fusion
 from ..resample import upsample
 from ..sensor import PROTOCOLS
 from ..tiling import Window
-from .metrics import summary
+from .metrics import band_interval_scores, summary
 from .sources import Scene, make_scene
 from .wald import blended_blur, degrade_group, protocol_blur
 
@@ -46,11 +46,12 @@ class Method:
     overrides: tuple[tuple[int, Fusion], ...] = ()
     bicubic: bool = False
     adapt_steps: int | None = None  # run-time adaptation steps (None: the run's default, 0: none)
+    intervals: bool = False  # also the per-pixel uncertainty, scored (``uncertainty``)
 
 
 BICUBIC = Method("bicubic", bicubic=True)
 NET_ONLY = Method("dsen2 net only", ((2, Fusion(1.0, 0)), (6, Fusion(1.0, 0))))
-SHIPPED = Method("s2sr")
+SHIPPED = Method("s2sr", intervals=True)
 #: The output without run-time adaptation: the shipped nets as they are (``--no-adapt``).
 NOT_ADAPTED = Method("s2sr, no adaptation", adapt_steps=0)
 DEFAULT_METHODS = (BICUBIC, NET_ONLY, NOT_ADAPTED, SHIPPED)
@@ -66,6 +67,7 @@ class Row:
     pixels: int = 0
     sums: dict = field(default_factory=dict, repr=False)  # squared error and angle sums, for pooling
     kernel: str = "paper"  # the degradation protocol (``s2sr.sensor.PROTOCOLS``)
+    intervals: tuple = ()  # per band, ``metrics.interval_scores`` of the output's 90 % intervals (methods with them)
 
 
 def wald_inputs(scene: Scene, scale: int, kernel: str = "paper", blur: dict[str, float] | None = None,
@@ -102,11 +104,12 @@ def _sums(pred: np.ndarray, target: np.ndarray) -> dict:
 
 def predict(
     scene: Scene, scale: int, method: Method, weights_dir: Path | None = None, kernel: str = "paper",
-    precision: str = "float32", blur: dict[str, float] | None = None,
-) -> tuple[np.ndarray, np.ndarray] | None:
+    precision: str = "float32", blur: dict[str, float] | None = None, intervals: bool = False,
+) -> tuple[np.ndarray, ...] | None:
     """(prediction, target) of one method for one scene at one scale under one degradation kernel, through the
     product's array path, the nets in ``precision`` (float32 by default: the reference; ``auto`` or
-    ``bfloat16`` to judge bfloat16 by it). ``blur`` (each band's sigma) replaces the kernel's."""
+    ``bfloat16`` to judge bfloat16 by it). ``blur`` (each band's sigma) replaces the kernel's. With ``intervals``
+    (a method that has them) the half-widths of the output's 90 % intervals come third."""
     inputs = wald_inputs(scene, scale, kernel, blur)
     if inputs is None:
         return None
@@ -116,7 +119,9 @@ def predict(
     nets = load_nets(scene.level if scene.level in ("L1C", "L2A") else "L2A", scale == 6, weights_dir, precision=precision)
     nets = replace(nets, overrides=method.overrides)
     adapt = AdaptOptions() if method.adapt_steps is None else AdaptOptions(steps=method.adapt_steps)
-    out = superresolve_with(nets, b10, b20, b60 if scale == 6 else None, adapt=adapt)
+    out = superresolve_with(nets, b10, b20, b60 if scale == 6 else None, adapt=adapt, uncertainty=intervals)
+    if intervals:
+        return (out.b20, target, out.b20_uncertainty) if scale == 2 else (out.b60, target, out.b60_uncertainty)
     return (out.b20 if scale == 2 else out.b60), target
 
 
@@ -131,14 +136,15 @@ def evaluate_scenes(
         for scale in scales:
             for scene in scenes:
                 for method in methods:
-                    got = predict(scene, scale, method, weights_dir, kernel, precision)
+                    got = predict(scene, scale, method, weights_dir, kernel, precision, intervals=method.intervals)
                     if got is None:
                         break
-                    pred, target = got
+                    pred, target = got[:2]
                     sums = _sums(pred, target)
                     group = f"{scene.level} decimated" if scene.source == "decimated-tile" else scene.level
+                    held = tuple(band_interval_scores(pred, target, got[2])) if method.intervals else ()
                     rows.append(Row(scene.name, scale, method.name, summary(pred, target, scale), group,
-                                    sums["pixels"], sums, kernel))
+                                    sums["pixels"], sums, kernel, held))
                 log(f"{kernel} kernel, x{scale} {scene.name}: done")
     return rows
 
@@ -185,6 +191,27 @@ def markdown(rows: list[Row]) -> str:
         ratio = ratios.get((r.kernel, r.scene, r.scale, r.method), float("nan"))
         extra = " | ".join("-" if np.isnan(m[k]) else f"{m[k]:.{d}f}" for k, d in (("sre", 2), ("uiq", 4), ("ergas", 3)))
         lines.append(f"| {r.kernel} | {r.scene} | {r.level} | x{r.scale} | {r.method} | {m['rmse']:.1f} | {ratio:.3f} | {m['sam']:.3f} | {extra} |")
+    return "\n".join(lines)
+
+
+def interval_markdown(rows: list[Row]) -> str:
+    """How the output's 90 % intervals held, per scene (coverage pooled over bands, median informativeness and
+    sharpness over bands) and pooled per kernel and scale over every scene; empty without intervals."""
+    held = [r for r in rows if r.intervals]
+    if not held:
+        return ""
+    lines = ["| kernel | scene | scale | coverage | informativeness | sharpness |", "|---|---|---|---|---|---|"]
+
+    def line(kernel: str, name: str, scale: int, scores: list[dict]) -> str:
+        cov = sum(s["coverage"] * s["pixels"] for s in scores) / max(1, sum(s["pixels"] for s in scores))
+        return (f"| {kernel} | {name} | x{scale} | {cov:.3f} | {np.median([s['informativeness'] for s in scores]):.2f} | "
+                f"{np.median([s['sharpness'] for s in scores]):.2f} |")
+
+    for r in held:
+        lines.append(line(r.kernel, r.scene, r.scale, list(r.intervals)))
+    for kernel, scale in dict.fromkeys((r.kernel, r.scale) for r in held):
+        sel = [r for r in held if (r.kernel, r.scale) == (kernel, scale)]
+        lines.append(line(kernel, f"pooled over {len(sel)} scenes", scale, [s for r in sel for s in r.intervals]))
     return "\n".join(lines)
 
 

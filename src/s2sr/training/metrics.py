@@ -45,6 +45,24 @@ def ergas(pred: np.ndarray, target: np.ndarray, scale: int) -> float:
     return float(100.0 / scale * np.sqrt(np.mean((rmse / np.maximum(t.mean(axis=1), 1e-12)) ** 2)))
 
 
+def interval_scores(err: np.ndarray, half: np.ndarray) -> dict[str, float]:
+    """How well one band's intervals hold, over its valid pixels (``err`` = |output - truth|, ``half`` = each
+    pixel's half-width): coverage (share with err <= half), informativeness (mean err of the widest 10 % of
+    intervals over that of the narrowest 50 %: a constant interval scores 1) and sharpness (mean half-width over
+    the 90th percentile of err: a constant interval calibrated on the truth scores 1)."""
+    order = np.argsort(half, kind="stable")
+    n = len(order)
+    narrow, wide = err[order[: n // 2]], err[order[n - max(1, n // 10):]]
+    return {"coverage": float(np.mean(err <= half)), "informativeness": float(wide.mean() / max(narrow.mean(), 1e-9)),
+            "sharpness": float(half.mean() / max(np.quantile(err, 0.9), 1e-9)), "pixels": n}
+
+
+def band_interval_scores(pred: np.ndarray, target: np.ndarray, half: np.ndarray) -> list[dict[str, float]]:
+    """:func:`interval_scores` of every band, over the pixels where the target holds data."""
+    m = _valid(target)
+    return [interval_scores(np.abs(p[m].astype(np.float64) - t[m]), h[m]) for p, t, h in zip(pred, target, half, strict=True)]
+
+
 def summary(pred: np.ndarray, target: np.ndarray, scale: int) -> dict[str, object]:
     """Every metric, per band and overall (overall RMSE pools all bands' squared errors)."""
     bands = per_band(pred, target)
