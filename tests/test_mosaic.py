@@ -16,6 +16,7 @@ from s2sr.mosaic import Datatake, choose, clear_sky, datatake_of, group_by_datat
 from s2sr.options import RunOptions
 from s2sr.product import open_product
 from s2sr.sample import SampleSpec, build_sample_product, sample_masks
+from s2sr.uncertainty import uncertainty_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -100,6 +101,15 @@ def test_a_cloud_in_one_product_is_taken_from_the_other(tmp_path, tiny_weights):
     assert (got[:, cloud] == from_b[:, cloud]).all() and (got[:, ~cloud] == from_a[:, ~cloud]).all()
     item = json.loads(out.with_suffix(".json").read_text())
     assert [link["title"] for link in item["links"]] == [open_product(p).name for p in (cloudy, clear)]
+    # the uncertainty follows the bands: each pixel's interval is its product's
+    with rasterio.open(uncertainty_path(out)) as u, rasterio.open(uncertainty_path(own[0])) as ua, \
+            rasterio.open(uncertainty_path(own[1])) as ub, rasterio.open(out) as ds:
+        got_u, u_a, u_b = u.read(), ua.read(), ub.read()
+        assert u.transform == ds.transform and u.count == 8
+    assert (got_u[:, cloud] == u_b[:, cloud]).all() and (got_u[:, ~cloud] == u_a[:, ~cloud]).all()
+    record = item["properties"]["s2sr:uncertainty"]
+    assert record["status"] == "written" and len(record["calibration"]["mosaic_of"]) == 2
+    assert item["assets"]["uncertainty"]["href"] == "./m_uncertainty.tif"
 
 
 def test_a_corrupt_product_of_a_group_is_skipped_and_the_rest_written(tmp_path, tiny_weights):

@@ -46,6 +46,7 @@ from .product import ProductReader, open_product
 from .runner import StageTimes
 from .storage import staging_prefix, staging_root
 from .tiling import Window
+from .uncertainty import UncertaintyCompanion, UncertaintyStatus, uncertainty_bands, uncertainty_path
 from .writer import CogWriter, staging_bytes
 
 #: 10 m pixels a side of the windows the mosaic is written by: a multiple of 6 (60 m-aligned everywhere) and of
@@ -409,6 +410,7 @@ class _MosaicMasks(MaskCompanion):
         self.area, self.crs, self.transform = area, crs, transform
         self._writer: CogWriter | None = None
         self._finished = self._placed = False
+        self._warn = lambda message: None
 
     def layers_of(self, part: _Part) -> bool:
         """Whether ``part``'s masks file holds the mosaic's layers (else its pixels get NODATA masks)."""
@@ -445,6 +447,27 @@ class _MosaicMasks(MaskCompanion):
         return out
 
 
+class _MosaicUncertainty(UncertaintyCompanion):
+    """The mosaic's uncertainty file: the intervals of the product chosen per pixel (each calibrated on its own
+    product, recorded per source), written and published like a product run's uncertainty companion."""
+
+    def __init__(self, output: Path, crs: Any, grid: Any, area: Window, parts: Sequence[_Part], enabled: bool):
+        from .masks import Grid
+
+        have = [uncertainty_path(p.tif).is_file() for p in parts]
+        tags = {"s2sr_version": __version__, "source_product": ", ".join(p.product.name for p in parts)}
+        super().__init__(output, area, Grid(crs, grid, area.row_stop, area.col_stop), enabled and all(have), tags)
+        if enabled and not all(have):
+            missing = ", ".join(p.product.name for p, ok in zip(parts, have, strict=True) if not ok)
+            self.status = UncertaintyStatus("failed", f"the run of {missing} wrote none")
+        elif enabled:
+            sources = [{"product": p.product.name,
+                        "calibration": p.tags["properties"].get("s2sr:uncertainty", {}).get("calibration")}
+                       for p in parts]
+            self.status = UncertaintyStatus("written", "", {"mosaic_of": sources, "resampling": "nearest"})
+            self._tags = {**tags, "calibration": json.dumps(self.status.calibration)}
+
+
 def _write_mosaic(parts: Sequence[_Part], output: Path, crs: Any, grid: Any, datatake: Datatake,
                   opts: RunOptions) -> Path:
     """The mosaic of the parts' outputs, window by window, staged and published like a product's output."""
@@ -464,7 +487,9 @@ def _write_mosaic(parts: Sequence[_Part], output: Path, crs: Any, grid: Any, dat
     bands = output_bands(opts.copy_original_bands)
     masks = _MosaicMasks(output, crs, transform, area, parts, opts.masks)
     with_masks = [masks.layers_of(p) for p in parts]
-    _check_folders(output, staging_bytes(area.height, area.width, len(bands)) + masks.staging_bytes, opts.stac_item)
+    intervals = _MosaicUncertainty(output, crs, grid, area, parts, opts.uncertainty)
+    _check_folders(output, staging_bytes(area.height, area.width, len(bands)) + masks.staging_bytes
+                   + intervals.staging_bytes, opts.stac_item)
     times = StageTimes()
     first = parts[0].tags["properties"]
     record = {
@@ -492,16 +517,20 @@ def _write_mosaic(parts: Sequence[_Part], output: Path, crs: Any, grid: Any, dat
                    for p in parts]
         mask_sources = [stack.enter_context(_on_grid(rasterio.open(p.masks), p, crs, grid, "nearest", NODATA, stack))
                         if ok else None for p, ok in zip(parts, with_masks, strict=True)]
+        unc_sources = [stack.enter_context(_on_grid(rasterio.open(uncertainty_path(p.tif)), p, crs, grid, "nearest",
+                                                    NODATA_DN, stack)) for p in parts] if intervals.enabled else None
         with CogWriter(output, crs=crs, transform=transform, height=area.height, width=area.width, bands=bands,
-                       tags=tags, times=times) as writer, masks:
+                       tags=tags, times=times) as writer, masks, intervals:
             holds_data = False
             for window in tile_grid(area, WINDOW):
-                block, mask_block = _mosaic_window(window, parts, sources, mask_sources, grid, len(bands),
-                                                   len(masks.layers), masks.layers)
+                block, mask_block, unc_block = _mosaic_window(window, parts, sources, mask_sources, grid, len(bands),
+                                                              len(masks.layers), masks.layers, unc_sources)
                 holds_data |= bool(block[0].any())
                 writer.write(block, window.relative_to(area))
                 if mask_block is not None:
                     masks.write(mask_block, window.relative_to(area))
+                if unc_block is not None:
+                    intervals.write_block(unc_block, window)
             if not holds_data:
                 raise NoOutputError(f"the products of {datatake.name} hold only nodata in the AOI; nothing to write")
             item = None if not opts.stac_item else dict(
@@ -511,7 +540,7 @@ def _write_mosaic(parts: Sequence[_Part], output: Path, crs: Any, grid: Any, dat
                 aoi=opts.aoi.geometry if opts.aoi is not None and opts.clip_to_aoi else None,
                 derived_from=[(p.product.source, p.product.name) for p in parts[1:]],
             )
-            _publish(writer, output, item, times, masks)
+            _publish(writer, output, item, times, (masks, intervals))
     return output
 
 
@@ -531,12 +560,14 @@ def _on_grid(ds: Any, part: _Part, crs: Any, grid: Any, resampling: str, nodata:
 
 
 def _mosaic_window(window: Window, parts: Sequence[_Part], sources: Sequence[Any], mask_sources: Sequence[Any],
-                   grid: Any, nbands: int, nlayers: int, layers: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The mosaic's bands (and masks) over ``window`` of its grid: each part read where it covers the window,
-    the winner of the overlap rule taken per pixel."""
+                   grid: Any, nbands: int, nlayers: int, layers: Sequence[str], unc_sources: Sequence[Any] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The mosaic's bands (and masks, and uncertainty) over ``window`` of its grid: each part read where it
+    covers the window, the winner of the overlap rule taken per pixel."""
     shape = (window.height, window.width)
-    blocks, mask_blocks, valid, clear, distance = [], [], [], [], []
-    for part, src, msrc in zip(parts, sources, mask_sources, strict=True):
+    nunc = len(uncertainty_bands()) if unc_sources is not None else 0
+    blocks, mask_blocks, unc_blocks, valid, clear, distance = [], [], [], [], [], []
+    for i, (part, src, msrc) in enumerate(zip(parts, sources, mask_sources, strict=True)):
         inter = window.intersection(part.window)
         if inter is None:
             continue
@@ -548,6 +579,10 @@ def _mosaic_window(window: Window, parts: Sequence[_Part], sources: Sequence[Any
             mblock = np.full((nlayers, *shape), NODATA, np.uint8)
             if msrc is not None:
                 mblock[:, rows, cols] = msrc.read(window=inter.relative_to(part.window).to_rasterio())
+        if nunc:
+            ublock = np.zeros((nunc, *shape), np.uint16)
+            ublock[:, rows, cols] = unc_sources[i].read(window=inter.relative_to(part.window).to_rasterio())
+            unc_blocks.append(ublock)
         blocks.append(block)
         mask_blocks.append(mblock)
         valid.append(block[0] != 0)
@@ -555,12 +590,15 @@ def _mosaic_window(window: Window, parts: Sequence[_Part], sources: Sequence[Any
         distance.append(edge_distance(part.region, grid, window))
     out = np.zeros((nbands, *shape), np.uint16)
     out_masks = np.full((nlayers, *shape), NODATA, np.uint8) if nlayers else None
+    out_unc = np.zeros((nunc, *shape), np.uint16) if nunc else None
     if not blocks:
-        return out, out_masks
+        return out, out_masks, out_unc
     winner = choose(valid, clear, distance)
     for i, block in enumerate(blocks):
         take = winner == i
         out[:, take] = block[:, take]
         if out_masks is not None:
             out_masks[:, take] = mask_blocks[i][:, take]
-    return out, out_masks
+        if out_unc is not None:
+            out_unc[:, take] = unc_blocks[i][:, take]
+    return out, out_masks, out_unc
