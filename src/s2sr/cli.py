@@ -197,7 +197,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     if code == 0:
         print(f"demo product (kept for the README's examples): {out / 'product' / product.name}")
-        print(f"demo output: {out / 'output'} (GeoTIFF, STAC Item, masks and data.json), quicklooks in {out / 'quicklooks'}")
+        print(f"demo output: {out / 'output'} (GeoTIFF, STAC Item, masks, uncertainty and data.json), quicklooks in {out / 'quicklooks'}")
         print(f"before/after picture (bicubic against s2sr): {out / 'demo_comparison.png'}")
     return code
 

@@ -171,9 +171,9 @@ def comparison_png(product: Path, output: Path, png: Path) -> Path:
     valid = np.all([v > 0 for v in sr.values()], axis=0)  # both pictures show the written footprint only
     bicubic = {n: np.where(valid, v, 0) for n, v in zip(BANDS_20M, upsample(g20.values, 2), strict=True)}
     bicubic |= {n: np.where(valid, v, 0) for n, v in zip(BANDS_60M, upsample(g60.values, 6), strict=True)}
-    rows, cols = valid_rectangle(valid)  # no nodata strips (a WGS84 bbox is a slanted quadrilateral in UTM)
-    sr, bicubic = ({n: v[rows, cols] for n, v in d.items()} for d in (sr, bicubic))
-    valid = valid[rows, cols]
+    crop = valid_rectangle(valid)  # no nodata strips (a WGS84 bbox is a slanted quadrilateral in UTM)
+    sr, bicubic = ({n: v[crop] for n, v in d.items()} for d in (sr, bicubic))
+    valid = valid[crop]
 
     def rgb(source, bands, stretch):
         planes = [np.clip((source[b] - lo) / (hi - lo) * 255, 0, 255) for b, (lo, hi) in zip(bands, stretch, strict=True)]
@@ -199,7 +199,7 @@ def comparison_png(product: Path, output: Path, png: Path) -> Path:
 
     if uncertainty_path(output).is_file():
         with rasterio.open(uncertainty_path(output)) as ds:
-            half = {ds.tags(i + 1).get("band"): ds.read(i + 1).astype(np.float32) for i in range(ds.count)}
+            half = {ds.tags(i + 1).get("band"): ds.read(i + 1).astype(np.float32)[crop] for i in range(ds.count)}
         for band in ("B12", "B1"):
             top = float(np.percentile(half[band][valid], 98))
             panels.append((f"s2sr  {band} uncertainty (90 % half-width, 0 - {top:.0f} DN)", grey(half, band, 0.0, top)))
