@@ -100,7 +100,8 @@ def test_run_writes_the_masks_and_says_in_one_line_why_not(build_product, tmp_pa
     proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32")
     assert proc.returncode == 0 and (tmp_path / "o_masks.tif").is_file() and "masks" not in proc.stderr
     assert (tmp_path / "o_uncertainty.tif").is_file()
-    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32", "--no-uncertainty")
+    proc = _s2sr("run", product, tmp_path / "o.tif", "--device", "cpu", "--precision", "float32", "--no-uncertainty",
+                 "--overwrite")
     assert proc.returncode == 0 and not (tmp_path / "o_uncertainty.tif").exists(), proc.stderr
     scl = next(product.rglob("*_SCL_20m.jp2"))
     scl.write_bytes(scl.read_bytes()[:200])

@@ -119,7 +119,7 @@ def test_product_run_writes_the_uncertainty_file_on_the_outputs_grid(build_produ
     with rasterio.open(path) as a, rasterio.open(tmp_path / "tiled_uncertainty.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
     assert tiled.exists()
-    _run(product, out, tiny_weights, uncertainty=False)  # off: a previous run's file goes with its output
+    _run(product, out, tiny_weights, uncertainty=False, overwrite=True)  # off: a previous run's file goes with its output
     assert not path.exists()
     assert json.loads(out.with_suffix(".json").read_text())["properties"]["s2sr:uncertainty"]["status"] == "off"
 
