@@ -36,7 +36,7 @@ phases.hook = kill_at
 RUN = KILL_AT + """
 from pathlib import Path
 import s2sr
-s2sr.superresolve_product(sys.argv[2], sys.argv[3], weights_dir=Path(sys.argv[4]), tile_size=36)
+s2sr.superresolve_product(sys.argv[2], sys.argv[3], weights_dir=Path(sys.argv[4]), tile_size=36, overwrite=True)
 sys.exit(3)  # the phase was never reached
 """
 BLOCK = KILL_AT + """
@@ -92,7 +92,7 @@ def test_a_run_passes_every_phase_in_order(product, tiny_weights, old_output, tm
     seen: list[str] = []
     monkeypatch.setattr(phases, "hook", lambda phase, target: seen.append(phase))
     shutil.copytree(old_output.parent, tmp_path / "out")
-    s2sr.superresolve_product(product, tmp_path / "out" / "o.tif", weights_dir=tiny_weights, tile_size=36)
+    s2sr.superresolve_product(product, tmp_path / "out" / "o.tif", weights_dir=tiny_weights, tile_size=36, overwrite=True)
     assert [p for i, p in enumerate(seen) if p != "tile written" or seen[i - 1] != p] == list(phases.PRODUCT_PHASES)
 
 
@@ -114,7 +114,8 @@ def test_a_run_killed_at_each_phase_leaves_the_old_output_or_the_new_one(product
         assert killed_staging, "the killed run had a staging folder"  # else the sweep below is not tested
 
     monkeypatch.setattr(tempfile, "tempdir", str(staging))
-    s2sr.superresolve_product(product, out / "o.tif", weights_dir=tiny_weights, tile_size=36)  # the next run
+    # the next run replaces the old output, and whatever the killed run left
+    s2sr.superresolve_product(product, out / "o.tif", weights_dir=tiny_weights, tile_size=36, overwrite=True)
     assert _outputs(out) == {"o.tif": (12, "masks", "uncertainty")}
     assert sorted(p.name for p in out.iterdir()) == ["o.json", "o.tif", "o_masks.tif", "o_uncertainty.tif"]  # no leftovers
     assert list(staging.iterdir()) == []  # the killed run's staging folder too
@@ -148,3 +149,18 @@ def test_a_block_killed_at_each_phase_leaves_no_data_json_or_a_whole_one(product
         assert (out / props["up42.data_path"]).is_file() and (out / props["s2sr.stac_item"]).is_file()
         assert (out / props["s2sr.masks"]).is_file()
         assert all((quicklooks / q).is_file() for q in props["s2sr.quicklooks"])
+
+
+@pytest.mark.parametrize("phase", ["masks in place", "uncertainty in place", "item in place"])
+def test_what_a_killed_run_left_is_replaced_without_overwrite(product, tiny_weights, tmp_path, phase):
+    """Files s2sr renamed into place before a kill took the GeoTIFF are no output: the next run needs no
+    ``overwrite`` for them (a user's file of those names it would refuse: ``test_preflight``)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-c", RUN, phase, str(product), str(out / "o.tif"), str(tiny_weights)],
+                          capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert left and "o.tif" not in left, left
+    s2sr.superresolve_product(product, out / "o.tif", weights_dir=tiny_weights, tile_size=36)
+    assert _outputs(out) == {"o.tif": (12, "masks", "uncertainty")}
