@@ -181,13 +181,17 @@ def test_bfloat16_output_stays_within_its_measured_bound_of_float32_on_real_imag
     kernel, where its net runs at full weight (under the paper's the run measures sharp B1, B9 and the
     regression alone runs). Rounding more (a bfloat16 head conv: about twice the distance; a bfloat16 residual
     addition) breaks them."""
-    from s2sr.training.evaluate import SHIPPED, predict
+    from s2sr.refine import Fusion
+    from s2sr.training.evaluate import SHIPPED, Method, predict
     from s2sr.training.sources import training_crops
 
+    # x6: the net at the weight the blur table gives under the sensor's kernel (1), with the projection; a
+    # product this small would fall back to the regression (``x6_decision``) and run no net at all
+    x6_net = Method("x6 net at weight 1", ((6, Fusion(1.0, 1)),))
     scene = next(s for s in training_crops(shared_data / "training-crops") if s.name == "hvn2_S2S_UCNN_australia")
-    for scale, kernel in ((2, "paper"), (6, "sensor")):
-        ref, target = predict(scene, scale, SHIPPED, kernel=kernel, precision="float32")
-        bf16, _ = predict(scene, scale, SHIPPED, kernel=kernel, precision="bfloat16")
+    for scale, kernel, method in ((2, "paper", SHIPPED), (6, "sensor", x6_net)):
+        ref, target = predict(scene, scale, method, kernel=kernel, precision="float32")
+        bf16, _ = predict(scene, scale, method, kernel=kernel, precision="bfloat16")
         diff = np.abs(bf16 - ref)[:, np.all(target != 0, axis=0)]
         assert diff.max() > 0, f"x{scale}: bfloat16 ran as float32"
         p999 = np.percentile(diff, 99.9, axis=1)
