@@ -98,5 +98,6 @@ def test_product_run_reports_its_stages(build_product, tiny_weights, tmp_path):
     s2sr.superresolve_product(build_product(size=72), tmp_path / "o.tif", tile_size=36, weights_dir=tiny_weights,
                               stage_times=times)
     assert set(times.seconds) == {"read", "compute", "write", "finish COG", "prepare", "regression", "nets", "fusion and projection",
-                                  "STAC Item", "sensor model", "adaptation", "x6 decision"}
+                                  "STAC Item", "sensor model", "adaptation", "x6 decision", "calibration",
+                                  "uncertainty"}
     assert all(v > 0 for v in times.seconds.values())

@@ -153,7 +153,7 @@ def test_the_x6_weight_is_chosen_per_blur_and_written_into_the_manifest(tiny_wei
         shutil.copy(path, tmp_path / path.name)
     best = {0.0: 0.0, 0.25: 0.1, 0.5: 0.5, 0.75: 1.0, 1.0: 1.0}  # the weight each blur share should win with
 
-    def ratios(scenes, scale, weights_dir, candidates, kernel="paper", blur=None):
+    def ratios(scenes, scale, weights_dir, candidates, kernel="paper", blur=None, log=None):
         share = min(best, key=lambda t: abs(np.mean([blended_blur(6, t)[b] for b in ("B1", "B9")])
                                             - np.mean([blur[b] for b in ("B1", "B9")])))
         return {m.name: 0.3 + abs(m.overrides[0][1].net_weight - best[share]) for m in candidates}
