@@ -112,7 +112,7 @@ def main() -> int:
     ap.add_argument("--split", choices=("selection", "test", "training"), default="selection")
     ap.add_argument("--scale", type=int, nargs="+", default=[2, 6])
     ap.add_argument("--kernel", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
-    ap.add_argument("--rules", nargs="*", default=[], help="extra scale rules cell:floor to score (self-calibrated)")
+    ap.add_argument("--rules", nargs="*", default=[], help="extra scale rules cell:floor[:power[:point[:absolute]]] to score (self-calibrated)")
     ap.add_argument("--scenes", nargs="*", help="only these scene names")
     ap.add_argument("--shared-data", default="../shared/data")
     ap.add_argument("--weights-dir")
@@ -149,7 +149,7 @@ def main() -> int:
                             level_down[scale].append((np.array([conformal_quantile(r) for r in err / s]),
                                                       np.array([conformal_quantile(r) for r in ratios])))
                     for i, band in enumerate(bands):
-                        row = {"kernel": kernel, "scale": scale, "scene": scene.name, "band": band, "rule": f"{rule.cell}:{rule.floor}:{rule.power}",
+                        row = {"kernel": kernel, "scale": scale, "scene": scene.name, "band": band, "rule": f"{rule.cell}:{rule.floor}:{rule.power}:{rule.point}:{rule.absolute}",
                                "calibration": source, "q": qs[i], "n": n, **scores(err[i], qs[i] * s[i])}
                         rows.append(row)
                 print(f"{kernel} x{scale} {scene.name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)

@@ -7,12 +7,13 @@ each stage (read, compute, write, finish COG, STAC Item), and the run's peak res
 
     python bench/whole_product.py [--dir out/bench-product] [--threads N] [--tile-size N] [--device auto|cpu|gpu]
                                   [--memory-max 4G] [--precision float32 auto] [--concurrent]
-                                  [--sensor-model estimate|mtf|paper]
+                                  [--sensor-model estimate|mtf|paper] [--uncertainty on off]
 
 By default the product runs once per precision, float32 then auto (bfloat16 where it is native), each in a
 fresh process, and the nets' and the whole product's ratio of auto against float32 are printed;
-``--concurrent`` runs the precisions' processes at the same time (each its own output), so that on a machine
-shared with other work both see the same load.
+``--uncertainty on off`` runs each precision with and without the per-pixel uncertainty and prints what it
+costs; ``--concurrent`` runs every variant's process at the same time (each its own output), so that on a
+machine shared with other work all see the same load.
 
 ``--memory-max`` runs the product (not the build) in a memory cgroup of its own with that hard limit and no
 swap (cgroup v2 ``memory.max`` and ``memory.swap.max``, or v1 ``memory.limit_in_bytes`` and
@@ -120,7 +121,7 @@ def peak_rss_gib() -> float:
 
 
 def run(product: Path, output: Path, threads: int, tile_size: int, device: str = "auto", precision: str = "auto",
-        sensor_model: str = "estimate") -> dict:
+        sensor_model: str = "estimate", uncertainty: bool = True) -> dict:
     """One product run in this process; returns its figures."""
     import s2sr
     from s2sr.runner import StageTimes
@@ -130,6 +131,7 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
     start = last[0]
 
     tiling_rss = [0.0]
+    label = precision + ("" if uncertainty else ", no uncertainty")
 
     def progress(done: int, total: int) -> None:
         now = time.perf_counter()
@@ -138,19 +140,22 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
         if done == total or now - last[0] > 120:
             nets = times.seconds.get("nets", 0.0)  # so that a run cut short still says where its time went
             rss = peak_rss_gib()
-            print(f"  {precision}: {done}/{total} tiles after {(now - start) / 60:.1f} min, nets {nets:.0f} s "
+            print(f"  {label}: {done}/{total} tiles after {(now - start) / 60:.1f} min, nets {nets:.0f} s "
                   f"({nets / max(done, 1):.1f} s per tile), peak RSS {rss:.2f} GiB", file=sys.stderr, flush=True)
             last[0] = now
 
     s2sr.superresolve_product(product, output, threads=threads, tile_size=tile_size, device=device, precision=precision,
-                              progress=progress, stage_times=times, sensor_model=sensor_model)
+                              progress=progress, stage_times=times, sensor_model=sensor_model, uncertainty=uncertainty,
+                              overwrite=True)
     seconds = time.perf_counter() - start
     import rasterio
 
     from s2sr.model import compute_device
+    from s2sr.uncertainty import uncertainty_path
 
     with rasterio.open(output) as ds:
         fusion = json.loads(ds.tags()["fusion"])
+    companion = uncertainty_path(output)
 
     return {
         "nets_on": compute_device(device, precision),
@@ -159,6 +164,7 @@ def run(product: Path, output: Path, threads: int, tile_size: int, device: str =
         "peak_rss_gib": peak_rss_gib(),
         "peak_rss_tiling_gib": tiling_rss[0],
         "output_gib": output.stat().st_size / 2**30,
+        "uncertainty_gib": companion.stat().st_size / 2**30 if companion.exists() else 0.0,
         "fusion": fusion,
     }
 
@@ -172,7 +178,10 @@ def main() -> int:
     parser.add_argument("--memory-max", default=None, help="hard memory limit of the run, e.g. 4G (a cgroup; root)")
     parser.add_argument("--precision", nargs="+", default=["float32", "auto"], choices=("auto", "float32", "bfloat16"),
                         help="precisions to run, one fresh process each, in this order (default: float32 auto)")
-    parser.add_argument("--concurrent", action="store_true", help="run the precisions at the same time")
+    parser.add_argument("--uncertainty", nargs="+", default=["on"], choices=("on", "off"),
+                        help="with and/or without the per-pixel uncertainty, one fresh process each per precision "
+                             "(default: on; 'on off' measures what it costs)")
+    parser.add_argument("--concurrent", action="store_true", help="run every variant at the same time")
     parser.add_argument("--sensor-model", default="estimate", choices=("estimate", "mtf", "paper"),
                         help="the run's sensor model (default estimate; mtf: the documented blur, at which the x6 net "
                              "runs at its full weight)")
@@ -183,46 +192,53 @@ def main() -> int:
     tile_size = args.tile_size or DEFAULT_TILE_SIZE
     if args.child:
         print(json.dumps(run(Path(args.child[0]), Path(args.child[1]), args.threads, tile_size, args.device,
-                             args.precision[0], args.sensor_model)))
+                             args.precision[0], args.sensor_model, args.uncertainty[0] == "on")))
         return 0
     start = time.perf_counter()
     product = build(args.dir)
     print(f"product: {product.name} ({SIZE} x {SIZE} px at 10 m), built in {time.perf_counter() - start:.0f} s"
           " (0 when it already existed)", flush=True)
-    runs: dict[str, dict] = {}
-    cgroups = {p: MemoryCgroup(parse_bytes(args.memory_max)) if args.memory_max else None for p in args.precision}
+    variants = [(p, u) for p in args.precision for u in args.uncertainty]
 
-    def start(precision: str) -> subprocess.Popen:
-        output = args.dir / f"whole_product_{precision}.tif"
-        cgroup = cgroups[precision]
+    def label(variant: tuple[str, str]) -> str:
+        return variant[0] + ("" if variant[1] == "on" else ", no uncertainty")
+
+    runs: dict[tuple[str, str], dict] = {}
+    cgroups = {v: MemoryCgroup(parse_bytes(args.memory_max)) if args.memory_max else None for v in variants}
+
+    def start(variant: tuple[str, str]) -> subprocess.Popen:
+        precision, uncertainty = variant
+        output = args.dir / f"whole_product_{precision}{'' if uncertainty == 'on' else '_nounc'}.tif"
+        cgroup = cgroups[variant]
         return subprocess.Popen(
             [sys.executable, __file__, "--child", str(product), str(output), "--threads", str(args.threads),
              "--tile-size", str(tile_size), "--device", args.device, "--precision", precision,
-             "--sensor-model", args.sensor_model],
+             "--sensor-model", args.sensor_model, "--uncertainty", uncertainty],
             stdout=subprocess.PIPE, text=True, preexec_fn=cgroup.enter if cgroup else None,
         )
 
-    def finish(precision: str, child: subprocess.Popen) -> bool:
+    def finish(variant: tuple[str, str], child: subprocess.Popen) -> bool:
         out, _ = child.communicate()
-        cgroup = cgroups[precision]
+        cgroup = cgroups[variant]
+        name = label(variant)
         if cgroup is not None:
             limit = f"under a hard limit of {cgroup.limit / 2**30:.2f} GiB (cgroup v{cgroup.version}, no swap)"
-            print(f"memory cgroup ({precision}): {limit}; peak charge {cgroup.peak() / 2**30:.2f} GiB (resident memory "
+            print(f"memory cgroup ({name}): {limit}; peak charge {cgroup.peak() / 2**30:.2f} GiB (resident memory "
                   f"and the page cache of the run's files), {cgroup.oom_kills()} OOM kill(s)")
         if child.returncode:
-            print(f"the {precision} run failed with exit code {child.returncode}"
+            print(f"the {name} run failed with exit code {child.returncode}"
                   + (" (killed: over the memory limit?)" if child.returncode < 0 else ""))
             return False
-        figures = runs[precision] = json.loads(out.strip().splitlines()[-1])
+        figures = runs[variant] = json.loads(out.strip().splitlines()[-1])
         total = figures["seconds"]
-        print(f"precision {precision}, nets: {figures['nets_on']}; sensor model {args.sensor_model}, net weights "
+        print(f"{name}, nets: {figures['nets_on']}; sensor model {args.sensor_model}, net weights "
               + ", ".join(f"{scale} {f['net_weight']:g}" for scale, f in figures["fusion"].items())
               + " (at weight 0 a net does not run)")
         decision = figures["fusion"].get("x6", {}).get("decision")
         if decision:
             print(f"x6 decision: {decision['reason']} ({decision['seconds']:g} s)")
         print(f"whole product, tile {tile_size} px, {args.threads} thread(s): {total / 60:.1f} min end to end "
-              f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB)")
+              f"(SAFE in, COG out, {figures['output_gib']:.2f} GiB; uncertainty file {figures['uncertainty_gib']:.2f} GiB)")
         for stage, seconds in figures["stages"].items():
             print(f"  {stage:12s} {seconds:8.1f} s  {100 * seconds / total:5.1f} %")
         adapted = figures["stages"].get("adaptation", 0.0)
@@ -234,26 +250,35 @@ def main() -> int:
 
     try:
         if args.concurrent:
-            children = {precision: start(precision) for precision in args.precision}
-            done = [finish(precision, child) for precision, child in children.items()]
+            children = {variant: start(variant) for variant in variants}
+            done = [finish(variant, child) for variant, child in children.items()]
         else:
-            done = [finish(precision, start(precision)) for precision in args.precision]
+            done = [finish(variant, start(variant)) for variant in variants]
     finally:
         for cgroup in cgroups.values():
             if cgroup is not None:
                 cgroup.remove()
     if not all(done):
         return 1
-    first, *others = args.precision
     mpx = SIZE * SIZE / 1e6
+    for variant in variants:
+        f = runs[variant]
+        print(f"{label(variant):26s}: nets {f['stages']['nets']:7.1f} s ({f['stages']['nets'] / mpx:.2f} s/Mpx), whole "
+              f"product {f['seconds'] / 60:5.1f} min, peak RSS {f['peak_rss_gib']:.2f} GiB")
+    for uncertainty in args.uncertainty:
+        first, *others = [v for v in variants if v[1] == uncertainty]
+        for variant in others:
+            a, b = runs[first], runs[variant]
+            print(f"{label(variant)} against {label(first)}, same run: nets {a['stages']['nets'] / b['stages']['nets']:.2f}x "
+                  f"faster, whole product {a['seconds'] / b['seconds']:.2f}x faster")
     for precision in args.precision:
-        f = runs[precision]
-        print(f"{precision:8s}: nets {f['stages']['nets']:7.1f} s ({f['stages']['nets'] / mpx:.2f} s/Mpx), whole product "
-              f"{f['seconds'] / 60:5.1f} min, peak RSS {f['peak_rss_gib']:.2f} GiB")
-    for precision in others:
-        a, b = runs[first], runs[precision]
-        print(f"{precision} against {first}, same run: nets {a['stages']['nets'] / b['stages']['nets']:.2f}x faster, "
-              f"whole product {a['seconds'] / b['seconds']:.2f}x faster")
+        if (precision, "on") in runs and (precision, "off") in runs:
+            a, b = runs[(precision, "on")], runs[(precision, "off")]
+            extra = {s: a["stages"].get(s, 0.0) - b["stages"].get(s, 0.0) for s in a["stages"]}
+            print(f"{precision}: the uncertainty costs {a['seconds'] - b['seconds']:.1f} s of {a['seconds']:.1f} s "
+                  f"({100 * (a['seconds'] - b['seconds']) / a['seconds']:.1f} % of the run with it; target: at most 10 %), "
+                  f"peak RSS {a['peak_rss_gib']:.2f} against {b['peak_rss_gib']:.2f} GiB (target: at most 3.5 GiB); "
+                  "by stage: " + ", ".join(f"{s} {d:+.1f} s" for s, d in extra.items() if abs(d) >= 0.5))
     return 0
 
 

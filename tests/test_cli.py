@@ -149,20 +149,38 @@ def test_a_missing_product_or_an_aoi_that_misses_is_named_before_the_nets_load(b
     assert proc.returncode == 2 and "look swapped" in proc.stderr and "nets:" not in proc.stderr
 
 
+#: ``s2sr`` with a phase hook that holds the run after its third tile, so that a signal always lands mid-run.
+_HELD_AFTER_3_TILES = """
+import sys, time
+import s2sr.phases as phases
+written = []
+def hold(phase, target):
+    if phase == "tile written":
+        written.append(phase)
+        if len(written) == 3:
+            print("held after 3 tiles", file=sys.stderr, flush=True)
+            time.sleep(300)
+phases.hook = hold
+from s2sr.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_run_ends_in_one_line_and_leaves_nothing(build_product, tmp_path, signum, code):
     product = build_product(size=600)
     staging = tmp_path / "tmp"
     staging.mkdir()
     out = tmp_path / "out" / "o.tif"
-    cmd = [sys.executable, "-m", "s2sr.cli", "run", str(product), str(out), "--tile-size", "120", "--no-adapt",
+    cmd = [sys.executable, "-c", _HELD_AFTER_3_TILES, "run", str(product), str(out), "--tile-size", "120", "--no-adapt",
            "--device", "cpu"]
     proc = subprocess.Popen(cmd, env={**os.environ, "TMPDIR": str(staging)}, stderr=subprocess.PIPE, text=True)
     lines = []
-    for line in proc.stderr:  # interrupt it once it has written tiles
+    for line in proc.stderr:  # interrupt it once it has written tiles (held there: a loaded machine races no more)
         lines.append(line)
-        if "tile 3/" in line:
+        if "held after 3 tiles" in line:
             break
+    assert proc.poll() is None, "".join(lines)
     proc.send_signal(signum)
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == code, "".join(lines) + rest

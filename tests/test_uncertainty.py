@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +37,16 @@ def test_scale_grows_with_the_detail_added():
     bicubic = np.full((1, 12, 12), 1000, np.float32)
     flat = error_scale(bicubic, bicubic)
     busy = error_scale(bicubic + np.where(np.arange(12) % 2, 50, -50).astype(np.float32), bicubic)
-    assert np.allclose(flat, (1000 * DEFAULT_RULE.floor) ** DEFAULT_RULE.power, rtol=1e-3) and (busy > 3 * flat).all()
+    level = np.hypot(1000 * DEFAULT_RULE.floor, DEFAULT_RULE.absolute)
+    assert np.allclose(flat, level ** DEFAULT_RULE.power, rtol=1e-3) and (busy > 3 * flat).all()
+
+
+def test_dark_flat_pixels_keep_an_absolute_floor():
+    # dark water: the level floor alone would give a near-zero scale, and no interval would hold its truth
+    dark = np.full((1, 12, 12), 30, np.float32)
+    scale = error_scale(dark, dark)
+    assert np.allclose(scale, np.hypot(30 * DEFAULT_RULE.floor, DEFAULT_RULE.absolute) ** DEFAULT_RULE.power, rtol=1e-3)
+    assert DEFAULT_RULE.absolute > 0 and (scale >= DEFAULT_RULE.absolute ** DEFAULT_RULE.power * 0.999).all()
 
 
 def test_superresolve_returns_intervals_named_as_documented(tiny_weights):
@@ -93,6 +103,28 @@ def test_small_arrays_take_the_shipped_calibration_and_say_so(tiny_weights):
     out = s2sr.superresolve(*_arrays(24, 24), weights_dir=tiny_weights)
     for record in out.calibration.to_dict()["by_scale"].values():
         assert record["source"] in ("shipped", "default") and "too few usable pixels" in record["reason"]
+
+
+def test_a_shipped_calibration_is_used_only_with_the_scale_rule_it_was_made_for():
+    from dataclasses import asdict, replace
+    from types import SimpleNamespace
+
+    bands = ("B1", "B9")
+    record = {"rule": asdict(DEFAULT_RULE), "quantiles": {"B1": 1.5, "B9": 2.5}}
+    net = SimpleNamespace(manifest=SimpleNamespace(uncertainty=record))
+    assert uncertainty.shipped(net, 6, bands, "small").quantiles == (1.5, 2.5)
+    other = replace(DEFAULT_RULE, absolute=0.0)  # the quantiles would not fit this rule's (smaller) scale
+    fallback = uncertainty.shipped(net, 6, bands, "small", other)
+    assert fallback.source == "default" and fallback.quantiles == (uncertainty.DEFAULT_QUANTILE,) * 2
+    assert "another scale rule" in fallback.reason
+
+
+def test_the_shipped_manifests_are_calibrated_for_the_default_rule():
+    from dataclasses import asdict
+
+    for name in ("dsen2_x2", "dsen2_x6"):
+        raw = json.loads((Path(s2sr.__file__).parent / "weights" / f"{name}.json").read_text())
+        assert raw["uncertainty"]["rule"] == asdict(DEFAULT_RULE), name
 
 
 def _run(product, out, weights, **kw):

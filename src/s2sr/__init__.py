@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.5.0"  # the one place: pyproject reads it (a plain literal), `s2sr --version` prints it
+__version__ = "0.5.1"  # the one place: pyproject reads it (a plain literal), `s2sr --version` prints it
 
 from .api import SuperResolved, superresolve  # noqa: E402
 from .errors import (  # noqa: E402

@@ -389,14 +389,17 @@ def _reprojected(geom: Any, src: Any, dst: Any) -> Any:
 
 
 class _MosaicMasks(MaskCompanion):
-    """The mosaic's masks file: the masks of the product chosen per pixel, written by the bands' writer code
-    (``CogWriter``) and published like a product run's masks companion (``pipeline._publish``), whose finishing,
-    renaming and clean-up it shares."""
+    """The mosaic's masks file: the masks of the product chosen per pixel, a companion of the mosaic (its
+    staging, finishing, renaming and clean-up those of :class:`~s2sr.companion.Companion`)."""
 
-    def __init__(self, output: Path, crs: Any, transform: Any, area: Window, parts: Sequence[_Part], enabled: bool):
+    def __init__(self, output: Path, crs: Any, grid: Any, area: Window, parts: Sequence[_Part], enabled: bool):
         import rasterio
 
-        self.path = companion_path(output)
+        from .companion import Companion
+        from .masks import Grid
+
+        Companion.__init__(self, output, area, Grid(crs, grid, area.row_stop, area.col_stop))
+        self.reader = None
         self.layers: tuple[str, ...] = ()
         self.sources: tuple[str, ...] = ()
         with_masks = [p for p in parts if p.masks is not None]
@@ -407,10 +410,9 @@ class _MosaicMasks(MaskCompanion):
         self.status = (MaskStatus("off", "not asked for (masks=False)") if not enabled else
                        MaskStatus("written", "", self.layers, self.sources) if self.layers else
                        MaskStatus("unavailable", "no product of the mosaic carries masks"))
-        self.area, self.crs, self.transform = area, crs, transform
-        self._writer: CogWriter | None = None
-        self._finished = self._placed = False
-        self._warn = lambda message: None
+        self._tags = {"s2sr_version": __version__, "masks": ", ".join(self.layers),
+                      "nodata": f"{NODATA}: outside the AOI polygon or where the bands are nodata"}
+        self.resolution = abs(grid.a)
 
     def layers_of(self, part: _Part) -> bool:
         """Whether ``part``'s masks file holds the mosaic's layers (else its pixels get NODATA masks)."""
@@ -428,22 +430,14 @@ class _MosaicMasks(MaskCompanion):
     def __enter__(self) -> _MosaicMasks:
         if self.layers:
             by_name = {layer.name: layer for layer in LAYERS.values()}
-            self._writer = CogWriter(
-                self.path, crs=self.crs, transform=self.transform, height=self.area.height, width=self.area.width,
-                bands=self.layers, tags={"s2sr_version": __version__, "masks": ", ".join(self.layers),
-                                         "nodata": f"{NODATA}: outside the AOI polygon or where the bands are nodata"},
-                layout=mask_layout(tuple(by_name[name] for name in self.layers), self.sources)).__enter__()
+            self.open(self.layers, self._tags, mask_layout(tuple(by_name[name] for name in self.layers), self.sources))
         return self
-
-    def write(self, data: np.ndarray, window: Window) -> None:
-        if self._writer is not None:
-            self._writer.write(data, window)
 
     def stac(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status.to_dict()}
         if self.written:
             by_name = {layer.name: layer for layer in LAYERS.values()}
-            out["asset"] = stac_asset(self.path.name, tuple(by_name[n] for n in self.layers), abs(self.transform.a))
+            out["asset"] = stac_asset(self.path.name, tuple(by_name[n] for n in self.layers), self.resolution)
         return out
 
 
@@ -485,7 +479,7 @@ def _write_mosaic(parts: Sequence[_Part], output: Path, crs: Any, grid: Any, dat
     area = Window(row0, col0, row1 - row0, col1 - col0)
     transform = grid * Affine.translation(col0, row0)
     bands = output_bands(opts.copy_original_bands)
-    masks = _MosaicMasks(output, crs, transform, area, parts, opts.masks)
+    masks = _MosaicMasks(output, crs, grid, area, parts, opts.masks)
     with_masks = [masks.layers_of(p) for p in parts]
     intervals = _MosaicUncertainty(output, crs, grid, area, parts, opts.uncertainty)
     _check_folders(output, staging_bytes(area.height, area.width, len(bands)) + masks.staging_bytes
@@ -528,7 +522,7 @@ def _write_mosaic(parts: Sequence[_Part], output: Path, crs: Any, grid: Any, dat
                 holds_data |= bool(block[0].any())
                 writer.write(block, window.relative_to(area))
                 if mask_block is not None:
-                    masks.write(mask_block, window.relative_to(area))
+                    masks.write_block(mask_block, window)
                 if unc_block is not None:
                     intervals.write_block(unc_block, window)
             if not holds_data:

@@ -4,8 +4,9 @@ Two parts, both values the tiles receive, like the sensor model and the adapted 
 
 - **An error scale per pixel and band** (:func:`error_scale`): the local energy of what the method added to the
   bicubic upsampling of the measured band (its detail), averaged over cells of 6 x 6 output pixels aligned to
-  the product grid, with a floor proportional to the band's local level. Error sits where detail is added
-  (edges, small features, texture) and grows with brightness; a flat field gets little of either. The cells are
+  the product grid, with a floor proportional to the band's local level and an absolute one (5 DN). Error sits
+  where detail is added (edges, small features, texture) and grows with brightness; a flat field gets little of
+  either, but never nothing: dark water's errors are a few DN, not a share of its level. The cells are
   whole 60 m pixels of the product grid, so every tile, AOI and chunk computes the same scale bit for bit.
 - **A quantile per band** (:func:`calibrate`): split conformal calibration on the product itself one level down.
   The run's method (adapted nets, regression, projection) super-resolves the product's own bands degraded by
@@ -55,22 +56,24 @@ DEFAULT_QUANTILE = 3.0
 @dataclass(frozen=True)
 class ScaleRule:
     """How the per-pixel error scale is made from the output and the bicubic upsampling of the measured band:
-    ``sqrt(cell(d^2) + (floor x cell(|bicubic|))^2)``, d = output - bicubic, ``cell`` the mean over cells of
+    ``sqrt(cell(d^2) + (floor x cell(|bicubic|))^2 + absolute^2)``, d = output - bicubic, ``cell`` the mean over cells of
     ``cell`` x ``cell`` pixels aligned to the grid (a divisor of 6, so tiles and AOI windows share them), mixed
     with the pixel's own d^2 by ``point``, taken to the ``power`` (below 1: the scale spreads less than the
-    detail energy, which spans more than the error). Chosen on the selection scenes (``bench/uncertainty.py``)."""
+    detail energy, which spans more than the error). ``absolute`` (DN) keeps dark, flat pixels (water, shadow)
+    from an interval of almost nothing. Chosen on the selection scenes (``bench/uncertainty.py``)."""
 
     cell: int = 6
     floor: float = 0.01
     power: float = 0.8
     point: float = 0.25
+    absolute: float = 0.0  # DN: a floor that does not scale with the level (dark water, shadow)
 
     def __post_init__(self):
         if self.cell < 1 or 6 % self.cell:
             raise ValueError(f"cell must divide 6, got {self.cell}")
 
 
-DEFAULT_RULE = ScaleRule()
+DEFAULT_RULE = ScaleRule(absolute=5.0)
 
 
 def cell_mean(a: np.ndarray, cell: int) -> np.ndarray:
@@ -95,7 +98,7 @@ def error_scale(estimate: np.ndarray, bicubic: np.ndarray, rule: ScaleRule = DEF
     if rule.point:
         energy = energy * np.float32(1 - rule.point) + squared * np.float32(rule.point)
     level = cell_mean(np.abs(bicubic), rule.cell) * np.float32(rule.floor)
-    scale = np.sqrt(energy + level * level + np.float32(1e-6))
+    scale = np.sqrt(energy + level * level + np.float32(rule.absolute * rule.absolute + 1e-6))
     return scale if rule.power == 1.0 else np.power(scale, np.float32(rule.power))
 
 
@@ -155,7 +158,7 @@ class Calibration:
     def to_dict(self) -> dict:
         return {"coverage": self.coverage, "interval": "half-width of the central interval, DN",
                 "scale": (f"(({1 - self.rule.point:g} cell{self.rule.cell}(d^2) + {self.rule.point:g} d^2 + ({self.rule.floor:g} "
-                          f"cell{self.rule.cell}(bicubic))^2)^0.5)^{self.rule.power:g}, d = output - bicubic"),
+                          f"cell{self.rule.cell}(bicubic))^2 + {self.rule.absolute:g}^2)^0.5)^{self.rule.power:g}, d = output - bicubic"),
                 "level": "one level down (the product's own bands degraded by the scale)",
                 "by_scale": {f"x{s.scale}": s.to_dict() for s in self.scales}}
 
@@ -236,20 +239,38 @@ def sample_ratios(samples: list[Sample], rule: ScaleRule = DEFAULT_RULE) -> np.n
     return np.concatenate(parts, axis=1) if parts else np.zeros((0, 0), np.float32)
 
 
-def shipped(net, scale: int, bands: tuple[str, ...], reason: str) -> ScaleCalibration:
-    """The quantiles in a net's manifest (``uncertainty.quantiles``), or :data:`DEFAULT_QUANTILE` without them."""
-    raw = (getattr(net.manifest, "uncertainty", None) or {}).get("quantiles", {}) if net is not None else {}
+def shipped_record(net, rule: ScaleRule = DEFAULT_RULE) -> dict:
+    """A net's shipped calibration (its manifest's ``uncertainty``), or {} where there is none or it was made
+    for another scale rule (its quantiles would not fit this rule's scale)."""
+    raw = (getattr(net.manifest, "uncertainty", None) or {}) if net is not None else {}
+    made_for = raw.get("rule")
+    if made_for is None:
+        return raw
+    try:
+        same = ScaleRule(**made_for) == rule  # a field the record lacks has the rule's default
+    except (TypeError, ValueError):
+        same = False
+    return raw if same else {}
+
+
+def shipped(net, scale: int, bands: tuple[str, ...], reason: str, rule: ScaleRule = DEFAULT_RULE) -> ScaleCalibration:
+    """The quantiles in a net's manifest (``uncertainty.quantiles``), or :data:`DEFAULT_QUANTILE` without them
+    (or where they were made for another scale rule)."""
+    full = (getattr(net.manifest, "uncertainty", None) or {}) if net is not None else {}
+    record = shipped_record(net, rule)
+    raw = record.get("quantiles", {})
     if all(b in raw for b in bands):
         return ScaleCalibration(scale, bands, tuple(float(raw[b]) for b in bands), "shipped", 0, reason)
-    return ScaleCalibration(scale, bands, (DEFAULT_QUANTILE,) * len(bands), "default",
-                            0, reason + "; the weights carry no calibration")
+    why = ("the weights carry no calibration" if not full else
+           "the weights' calibration is for another scale rule" if not record else "the weights' calibration lacks a band")
+    return ScaleCalibration(scale, bands, (DEFAULT_QUANTILE,) * len(bands), "default", 0, f"{reason}; {why}")
 
 
-def level_factors(net, bands: tuple[str, ...]) -> tuple[float, ...] | None:
+def level_factors(net, bands: tuple[str, ...], rule: ScaleRule = DEFAULT_RULE) -> tuple[float, ...] | None:
     """Per band, how much wider the output's errors run than the level-down errors, relative to their scales: the
     shipped ``uncertainty.level_factors`` of the net's manifest (measured on the training scenes, where both levels
     have truth); None where the manifest has none for every band."""
-    raw = (getattr(net.manifest, "uncertainty", None) or {}).get("level_factors", {}) if net is not None else {}
+    raw = shipped_record(net, rule).get("level_factors", {})
     return tuple(float(raw[b]) for b in bands) if all(b in raw for b in bands) else None
 
 
@@ -262,12 +283,12 @@ def calibrate_from(samples: list[Sample], net, scale: int, rule: ScaleRule = DEF
     ratios = sample_ratios(samples, rule)
     n = ratios.shape[1] if ratios.size else 0
     if n < MIN_PIXELS:
-        return shipped(net, scale, bands, f"too few usable pixels one level down ({n}; needs {MIN_PIXELS})")
+        return shipped(net, scale, bands, f"too few usable pixels one level down ({n}; needs {MIN_PIXELS})", rule)
     raw = tuple(conformal_quantile(r) for r in ratios)
-    factors = level_factors(net, bands)
+    factors = level_factors(net, bands, rule)
     if factors is None:
         return replace(shipped(net, scale, bands, f"no level factor for x{scale} in the weights (the level-down "
-                                                  "quantiles are recorded, not used)"), pixels=n, level_down=raw)
+                                                  "quantiles are recorded, not used)", rule), pixels=n, level_down=raw)
     qs = tuple(q * k for q, k in zip(raw, factors, strict=True))
     return ScaleCalibration(scale, bands, qs, "product", n, level_factors=factors)
 
