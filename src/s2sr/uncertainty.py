@@ -60,7 +60,8 @@ class ScaleRule:
     ``cell`` x ``cell`` pixels aligned to the grid (a divisor of 6, so tiles and AOI windows share them), mixed
     with the pixel's own d^2 by ``point``, taken to the ``power`` (below 1: the scale spreads less than the
     detail energy, which spans more than the error). ``absolute`` (DN) keeps dark, flat pixels (water, shadow)
-    from an interval of almost nothing. Chosen on the selection scenes (``bench/uncertainty.py``)."""
+    from an interval of almost nothing. Chosen on the selection scenes (``bench/uncertainty.py``,
+    ``bench/uncertainty_floor.py``)."""
 
     cell: int = 6
     floor: float = 0.01
