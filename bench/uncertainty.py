@@ -118,6 +118,8 @@ def main() -> int:
     ap.add_argument("--weights-dir")
     ap.add_argument("--ship", metavar="WEIGHTS_DIR", help="write truth-calibrated quantiles into these manifests")
     ap.add_argument("--json", help="write every row here")
+    ap.add_argument("--truth-calibrated", action="store_true",
+                    help="also score each rule calibrated on each band's truth (its shape alone: the best its calibration could do)")
     ap.add_argument("--cache", help="keep each run's arrays here, to score other rules without running the nets again")
     args = ap.parse_args()
     weights_dir = Path(args.weights_dir) if args.weights_dir else None
@@ -148,10 +150,15 @@ def main() -> int:
                         if ratios.size and ratios.shape[1] >= MIN_PIXELS:
                             level_down[scale].append((np.array([conformal_quantile(r) for r in err / s]),
                                                       np.array([conformal_quantile(r) for r in ratios])))
+                    name = f"{rule.cell}:{rule.floor}:{rule.power}:{rule.point}:{rule.absolute}"
                     for i, band in enumerate(bands):
-                        row = {"kernel": kernel, "scale": scale, "scene": scene.name, "band": band, "rule": f"{rule.cell}:{rule.floor}:{rule.power}:{rule.point}:{rule.absolute}",
+                        row = {"kernel": kernel, "scale": scale, "scene": scene.name, "band": band, "rule": name,
                                "calibration": source, "q": qs[i], "n": n, **scores(err[i], qs[i] * s[i])}
                         rows.append(row)
+                        if args.truth_calibrated:  # the scale's shape alone: its quantile taken on this band's truth
+                            q = conformal_quantile(err[i] / s[i])
+                            rows.append({**row, "rule": f"{name} (truth-calibrated)", "calibration": "truth", "q": q,
+                                         **scores(err[i], q * s[i])})
                 print(f"{kernel} x{scale} {scene.name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -240,25 +240,34 @@ def sample_ratios(samples: list[Sample], rule: ScaleRule = DEFAULT_RULE) -> np.n
     return np.concatenate(parts, axis=1) if parts else np.zeros((0, 0), np.float32)
 
 
+def _manifest_record(net) -> dict:
+    """A net's manifest ``uncertainty`` as written ({} without a net or without one)."""
+    return (getattr(net.manifest, "uncertainty", None) or {}) if net is not None else {}
+
+
+def _fits_rule(record: dict, rule: ScaleRule) -> bool:
+    """Whether a shipped record was made for ``rule`` (a record without ``rule`` predates it: taken as made for it)."""
+    made_for = record.get("rule")
+    if made_for is None:
+        return True
+    try:
+        return ScaleRule(**made_for) == rule  # a field the record lacks has the rule's default
+    except (TypeError, ValueError):
+        return False
+
+
 def shipped_record(net, rule: ScaleRule = DEFAULT_RULE) -> dict:
     """A net's shipped calibration (its manifest's ``uncertainty``), or {} where there is none or it was made
     for another scale rule (its quantiles would not fit this rule's scale)."""
-    raw = (getattr(net.manifest, "uncertainty", None) or {}) if net is not None else {}
-    made_for = raw.get("rule")
-    if made_for is None:
-        return raw
-    try:
-        same = ScaleRule(**made_for) == rule  # a field the record lacks has the rule's default
-    except (TypeError, ValueError):
-        same = False
-    return raw if same else {}
+    record = _manifest_record(net)
+    return record if _fits_rule(record, rule) else {}
 
 
 def shipped(net, scale: int, bands: tuple[str, ...], reason: str, rule: ScaleRule = DEFAULT_RULE) -> ScaleCalibration:
     """The quantiles in a net's manifest (``uncertainty.quantiles``), or :data:`DEFAULT_QUANTILE` without them
     (or where they were made for another scale rule)."""
-    full = (getattr(net.manifest, "uncertainty", None) or {}) if net is not None else {}
-    record = shipped_record(net, rule)
+    full = _manifest_record(net)
+    record = full if _fits_rule(full, rule) else {}
     raw = record.get("quantiles", {})
     if all(b in raw for b in bands):
         return ScaleCalibration(scale, bands, tuple(float(raw[b]) for b in bands), "shipped", 0, reason)
