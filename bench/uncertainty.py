@@ -65,8 +65,9 @@ def load_scenes(split: str, shared: Path):
     return [s for s in scenes if s.name not in TEST_SCENES + SELECTION_SCENES]
 
 
-def run_scene(scene, scale: int, kernel: str, weights_dir: Path | None):
-    """(estimate, bicubic, truth, valid, prepared nets, level-down samples) of one scene's Wald pair."""
+def prepared(scene, scale: int, kernel: str, weights_dir: Path | None = None, overrides: tuple = ()):
+    """One scene's Wald pair at ``scale`` as a product: its stacks (b10, b20, b60 or None, truth), reader and nets
+    prepared as a run prepares them (sensor model, adaptation; ``overrides`` the fusions); None if too small."""
     got = wald_inputs(scene, scale, kernel)
     if got is None:
         return None
@@ -75,16 +76,34 @@ def run_scene(scene, scale: int, kernel: str, weights_dir: Path | None):
     h, w = b10.shape[1:]
     read = _reader(b10, b20, b60)
     level = scene.level if scene.level in ("L1C", "L2A") else "L2A"
-    nets = prepare_nets(load_nets(level, scale == 6, weights_dir, precision="float32"), read, h, w, "estimate", AdaptOptions())
-    samples = level_down_samples(nets, read, h, w, scale)
+    nets = replace(load_nets(level, scale == 6, weights_dir, precision="float32"), overrides=overrides)
+    return (b10, b20, b60, target), read, prepare_nets(nets, read, h, w, "estimate", AdaptOptions())
+
+
+def run_tiles(nets, read, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(b20, b60 or None, valid) over the whole raster, tile by tile as a run computes them."""
     raster = Window(0, 0, h, w)
-    est = np.zeros((len(target), h, w), np.float32)
-    valid = np.zeros((h, w), bool)
+    b20, b60, valid = np.zeros((6, h, w), np.float32), None, np.zeros((h, w), bool)
     for tile in tile_grid(raster, 504):
         r = superresolve_tile(nets, read, raster, tile)
         rows, cols = tile.slices()
-        est[:, rows, cols] = r.b20 if scale == 2 else r.b60
-        valid[rows, cols] = r.valid
+        b20[:, rows, cols], valid[rows, cols] = r.b20, r.valid
+        if r.b60 is not None:
+            b60 = np.zeros((2, h, w), np.float32) if b60 is None else b60
+            b60[:, rows, cols] = r.b60
+    return b20, b60, valid
+
+
+def run_scene(scene, scale: int, kernel: str, weights_dir: Path | None):
+    """(estimate, bicubic, truth, valid, prepared nets, level-down samples) of one scene's Wald pair."""
+    got = prepared(scene, scale, kernel, weights_dir)
+    if got is None:
+        return None
+    (b10, b20, b60, target), read, nets = got
+    h, w = b10.shape[1:]
+    samples = level_down_samples(nets, read, h, w, scale)
+    out20, out60, valid = run_tiles(nets, read, h, w)
+    est = out20 if scale == 2 else out60
     bicubic = upsample(b20 if scale == 2 else b60, scale)
     valid &= np.all(target != 0, axis=0)
     return est, bicubic, target, valid, nets, samples

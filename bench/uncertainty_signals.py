@@ -22,17 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from uncertainty import load_scenes
+from uncertainty import load_scenes, prepared, run_tiles
 
-from s2sr.adapt import AdaptOptions, prepare_nets
-from s2sr.api import _reader
 from s2sr.bands import BANDS_20M
-from s2sr.inference import load_nets, superresolve_tile
 from s2sr.refine import Fusion
 from s2sr.resample import upsample
 from s2sr.sensor import PROTOCOLS
-from s2sr.tiling import Window, tile_grid
-from s2sr.training.evaluate import wald_inputs
 from s2sr.training.metrics import interval_scores
 from s2sr.uncertainty import DEFAULT_RULE, MIN_PIXELS, cell_mean, conformal_quantile, error_scale, level_down_samples
 
@@ -56,25 +51,14 @@ def variants(nets):
 
 
 def run(scene, kernel: str):
-    got = wald_inputs(scene, 2, kernel)
+    got = prepared(scene, 2, kernel)
     if got is None:
         return None
-    b10, b20, _, target = got
+    (b10, b20, _, target), read, nets = got
     h, w = b10.shape[1:]
-    read = _reader(b10, b20, None)
-    level = scene.level if scene.level in ("L1C", "L2A") else "L2A"
-    nets = prepare_nets(load_nets(level, False, None, precision="float32"), read, h, w, "estimate", AdaptOptions())
-    raster = Window(0, 0, h, w)
     out, samples = {}, {}
     for name, n in variants(nets).items():
-        est = np.zeros((len(target), h, w), np.float32)
-        valid = np.zeros((h, w), bool)
-        for tile in tile_grid(raster, 504):
-            r = superresolve_tile(n, read, raster, tile)
-            rows, cols = tile.slices()
-            est[:, rows, cols] = r.b20
-            valid[rows, cols] = r.valid
-        out[name] = est
+        out[name], _, valid = run_tiles(n, read, h, w)
         samples[name] = level_down_samples(n, read, h, w, 2)
     valid &= np.all(target != 0, axis=0)
     return out, upsample(b20, 2), target, valid, samples, nets.fusion(2).net_weight

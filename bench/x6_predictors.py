@@ -17,18 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from uncertainty import load_scenes, prepared, run_tiles
 
-from s2sr.adapt import AdaptOptions, prepare_nets
-from s2sr.api import _reader
 from s2sr.bands import BANDS_20M, BANDS_60M
-from s2sr.inference import load_nets, superresolve_tile
 from s2sr.refine import Fusion, project, regression_detail
 from s2sr.resample import upsample
 from s2sr.sensor import PROTOCOLS
-from s2sr.tiling import Window, tile_grid
-from s2sr.training.evaluate import wald_inputs
-from s2sr.training.sources import Scene, all_scenes
-from s2sr.training.train import SELECTION_SCENES, TEST_SCENES
 
 VARIANTS = {
     "10 m bands (shipped)": (),
@@ -39,22 +33,11 @@ VARIANTS = {
 
 
 def run(scene, kernel: str) -> dict[str, tuple[float, int]] | None:
-    got = wald_inputs(scene, 6, kernel)
+    got = prepared(scene, 6, kernel, overrides=((6, Fusion(0.0, 1)),))
     if got is None:
         return None
-    b10, b20, b60, target = got
-    h, w = b10.shape[1:]
-    read = _reader(b10, b20, b60)
-    level = scene.level if scene.level in ("L1C", "L2A") else "L2A"
-    nets = load_nets(level, True, None, precision="float32")
-    nets = prepare_nets(replace_x6(nets), read, h, w, "estimate", AdaptOptions())
-    raster = Window(0, 0, h, w)
-    sr20 = np.zeros((len(BANDS_20M), h, w), np.float32)
-    shipped = np.zeros((len(BANDS_60M), h, w), np.float32)
-    for tile in tile_grid(raster, 504):
-        r = superresolve_tile(nets, read, raster, tile)
-        rows, cols = tile.slices()
-        sr20[:, rows, cols], shipped[:, rows, cols] = r.b20, r.b60
+    (b10, _, b60, target), read, nets = got
+    sr20, shipped, _ = run_tiles(nets, read, *b10.shape[1:])
     bicubic = upsample(b60, 6)
     usable = np.ones(b60.shape[1:], bool)
     out = {"pipeline, regression alone": shipped, "bicubic": bicubic}
@@ -69,22 +52,15 @@ def run(scene, kernel: str) -> dict[str, tuple[float, int]] | None:
     return {k: (float(((v[:, valid] - target[:, valid]) ** 2).sum()), int(valid.sum() * len(target))) for k, v in out.items()}
 
 
-def replace_x6(nets):
-    from dataclasses import replace
-
-    return replace(nets, overrides=((6, Fusion(0.0, 1)),))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("test", "selection", "training", "outside-test"), default="outside-test")
     ap.add_argument("--kernel", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     ap.add_argument("--shared-data", default="../shared/data")
     args = ap.parse_args()
-    scenes = [s for s in all_scenes(Path(args.shared_data)) if isinstance(s, Scene)]
-    keep = {"test": lambda n: n in TEST_SCENES, "selection": lambda n: n in SELECTION_SCENES,
-            "training": lambda n: n not in TEST_SCENES + SELECTION_SCENES, "outside-test": lambda n: n not in TEST_SCENES}
-    scenes = [s for s in scenes if keep[args.split](s.name)]
+    shared = Path(args.shared_data)
+    splits = ("training", "selection") if args.split == "outside-test" else (args.split,)
+    scenes = [s for split in splits for s in load_scenes(split, shared)]
     names = ["pipeline, regression alone", *VARIANTS]
     print("| kernel | scene | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
